@@ -1,0 +1,320 @@
+"""Pydantic models of bluegreen.yaml: the product's interface. Field descriptions flow into the JSON schema.
+
+Structural rules (types, ranges, patterns, unknown keys) live here and in the generated schema; rules
+that relate several fields (GPU sharing, canary steps, prompt names) live in `spec.checks` so that all
+of them are reported together.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+
+from bgdeploy.spec.durations import DURATION_HINT, DURATION_PATTERN, parse_duration
+
+NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
+PROMPT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+IMAGE_PATTERN = r"^[^\s]+$"
+VOLUME_PATTERN = r"^[^:\s]+:[^:\s]+(:(ro|rw))?$"
+SIZE_PATTERN = r"^[0-9]+[bkmgBKMG]?$"
+URL_PATH_PATTERN = r"^/[^\s]*$"
+
+# vLLM flags bgdeploy generates from other keys; repeating them in runtime.args would contradict those keys.
+GENERATED_FLAGS = {
+    "--model": "model.name",
+    "--revision": "model.revision",
+    "--served-model-name": "model.served_name",
+    "--port": "runtime.port",
+    "--gpu-memory-utilization": "runtime.gpu_memory_utilization",
+    "--max-model-len": "runtime.max_model_len",
+}
+COMMAND_PLACEHOLDERS = ("model", "served_name", "port")
+
+
+def _str_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+def _env_value(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {"type": ["string", "number"], "pattern": DURATION_PATTERN, "minimum": 0, "description": DURATION_HINT}
+    ),
+]
+StrList = Annotated[
+    list[str],
+    BeforeValidator(_str_list),
+    WithJsonSchema({"type": ["string", "array"], "items": {"type": "string"}}),
+]
+EnvValue = Annotated[str, BeforeValidator(_env_value), WithJsonSchema({"type": ["string", "number"]})]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Target(_Section):
+    """Where the GPU server is and how bgdeploy reaches it."""
+
+    host: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Host name or IP address of the GPU server. Required with transport: ssh.",
+    )
+    port: Port = Field(default=22, description="SSH port.")
+    user: str = Field(default="root", min_length=1, description="SSH user; needs access to the Docker engine.")
+    host_key: str | None = Field(
+        default=None,
+        description=(
+            "The server's SSH host public key, pinned: one OpenSSH line such as 'ssh-ed25519 AAAA...'. "
+            "Get it with `ssh-keyscan -t ed25519 HOST` (drop the leading host name) and check it out of band. "
+            "Give this or known_hosts."
+        ),
+    )
+    known_hosts: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Path to a known_hosts file holding the server's key (relative to the spec file).",
+    )
+    transport: Literal["ssh", "local"] = Field(
+        default="ssh",
+        description="ssh: reach the host over SSH. local: this machine is the GPU host (self-hosted runner).",
+    )
+    connect_timeout: Duration = Field(default="15s", description="Give up connecting after this long.")
+
+
+class Model(_Section):
+    """The model to serve."""
+
+    name: str = Field(min_length=1, description="Model id or path, passed to vLLM as --model.")
+    revision: str | None = Field(default=None, min_length=1, description="Model revision (branch, tag, commit).")
+    served_name: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "--served-model-name: the name clients use. Kept identical on both colours so clients never "
+            "notice a deploy. Defaults to model.name."
+        ),
+    )
+
+    @property
+    def effective_served_name(self) -> str:
+        return self.served_name or self.name
+
+
+class Runtime(_Section):
+    """The container that serves the model."""
+
+    image: str = Field(pattern=IMAGE_PATTERN, description="Server image, e.g. vllm/vllm-openai:v0.9.2.")
+    port: Port = Field(default=8000, description="The server's port inside the container.")
+    gpu_memory_utilization: float = Field(
+        default=0.45,
+        gt=0,
+        le=1,
+        description=(
+            "--gpu-memory-utilization: fraction of each GPU's total memory one colour may use. Where blue and "
+            "green share a GPU, twice this must stay at or below 0.95 (both run at once during the switch)."
+        ),
+    )
+    max_model_len: int | None = Field(default=None, ge=1, description="--max-model-len (context length).")
+    args: list[str] = Field(
+        default_factory=list, description="Extra arguments appended to the generated vLLM arguments."
+    )
+    command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Replaces the generated vLLM arguments entirely (any OpenAI-compatible server). The placeholders "
+            "{model}, {served_name} and {port} are substituted; write {{ and }} for literal braces."
+        ),
+    )
+    env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], EnvValue] = Field(
+        default_factory=dict, description="Environment variables of the server container (not secret)."
+    )
+    secret_env: list[Annotated[str, Field(pattern=ENV_NAME_PATTERN)]] = Field(
+        default_factory=list,
+        description=(
+            "Names of environment variables read from the runner's environment and passed to the container; "
+            "their values are never printed."
+        ),
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=ENV_NAME_PATTERN,
+        description=(
+            "Name of a secret_env entry holding the server's API key (e.g. VLLM_API_KEY); validation "
+            "requests send it as a bearer token."
+        ),
+    )
+    volumes: list[Annotated[str, Field(pattern=VOLUME_PATTERN)]] = Field(
+        default_factory=list, description="Bind mounts, HOST_PATH:CONTAINER_PATH[:ro|rw]."
+    )
+    shm_size: str | None = Field(
+        default=None, pattern=SIZE_PATTERN, description="Shared memory size, e.g. 16g (vLLM needs it with TP)."
+    )
+
+
+class Gpus(_Section):
+    """GPU indices of each colour, as nvidia-smi numbers them."""
+
+    blue: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: [0], description="GPU indices of the blue colour; [] = no GPU."
+    )
+    green: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: [0],
+        description="GPU indices of the green colour; the same as blue = the single-GPU split.",
+    )
+
+
+class Router(_Section):
+    """The nginx in front of both colours."""
+
+    mode: Literal["container", "host"] = Field(
+        default="container",
+        description="container: an nginx container managed by bgdeploy. host: the host's nginx, one include file.",
+    )
+    image: str = Field(default="nginx:1.27", pattern=IMAGE_PATTERN, description="nginx image (container mode).")
+    listen: Port = Field(default=80, description="Port clients connect to.")
+    bind: str = Field(default="0.0.0.0", description="Address the router listens on.")
+    read_timeout: Duration = Field(
+        default="120s", description="proxy_read_timeout: longer than the longest answer, streams included."
+    )
+
+
+class Health(_Section):
+    """How readiness is decided while the model loads."""
+
+    path: str = Field(default="/health", pattern=URL_PATH_PATTERN, description="Readiness path (200 = ready).")
+    interval: Duration = Field(default="2s", description="Time between two health probes.")
+    timeout: Duration = Field(default="5s", description="Timeout of one health probe.")
+    ready_timeout: Duration = Field(
+        default="15m", description="Give up when not ready after this long (loading can take many minutes)."
+    )
+
+
+class Expect(_Section):
+    """Rules an answer must satisfy; all given rules must hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, populate_by_name=True)
+
+    contains: StrList = Field(default_factory=list, description="Every one of these must appear in the answer.")
+    any_of: StrList = Field(default_factory=list, description="At least one of these must appear.")
+    not_contains: StrList = Field(default_factory=list, description="None of these may appear.")
+    regex: str | None = Field(default=None, description="A Python regular expression that must match.")
+    equals: str | None = Field(default=None, description="The whole answer, stripped, must equal this.")
+    # Aliased: a field named `json` would shadow BaseModel.json.
+    json_valid: bool = Field(default=False, alias="json", description="The answer must be valid JSON.")
+    ignore_case: bool = Field(default=False, description="Compare contains/any_of/not_contains/equals ignoring case.")
+    max_latency: Duration | None = Field(default=None, description="The answer must arrive within this time.")
+
+
+class Prompt(_Section):
+    """One validation prompt: give either chat or prompt."""
+
+    name: str = Field(pattern=PROMPT_NAME_PATTERN, description="Unique name, used in reports and rollout.smoke.")
+    chat: str | None = Field(default=None, min_length=1, description="A user message sent to /v1/chat/completions.")
+    system: str | None = Field(default=None, description="Optional system message (chat only).")
+    prompt: str | None = Field(default=None, min_length=1, description="A raw prompt sent to /v1/completions.")
+    max_tokens: int = Field(default=64, ge=1, le=1_000_000, description="max_tokens of the request.")
+    temperature: float = Field(
+        default=0, ge=0, le=2, description="Sampling temperature; 0 keeps validation deterministic."
+    )
+    expect: Expect = Field(default_factory=Expect, description="What the answer must satisfy.")
+
+
+class Thresholds(_Section):
+    """Figures over all validation prompts that green must reach."""
+
+    pass_rate: Fraction = Field(default=1.0, description="Minimum fraction of prompts whose expectations hold.")
+    p95_latency: Duration | None = Field(default=None, description="Maximum 95th percentile latency.")
+    max_error_rate: Fraction = Field(
+        default=0.0, description="Maximum fraction of requests that fail (HTTP error, timeout)."
+    )
+
+
+class Validation(_Section):
+    """Prompts asked to green before it gets any traffic."""
+
+    concurrency: int = Field(default=4, ge=1, le=256, description="Prompts in flight at once.")
+    compare_with_live: bool = Field(
+        default=True, description="Also ask the live colour and show both answers side by side."
+    )
+    timeout: Duration = Field(default="60s", description="Timeout of one validation request.")
+    prompts: list[Prompt] = Field(default_factory=list, description="The validation prompts.")
+    thresholds: Thresholds = Field(default_factory=Thresholds, description="Figures over all prompts.")
+
+
+class CanaryStep(_Section):
+    """One canary step: send `weight` percent of traffic to green, watch for `bake`."""
+
+    weight: int = Field(ge=1, le=100, description="Percent of requests sent to green (1-100).")
+    bake: Duration = Field(description="How long to watch this step before the next.")
+
+
+class RollbackOn(_Section):
+    """Live-traffic limits that trigger an automatic rollback."""
+
+    max_error_rate: Fraction = Field(default=0.01, description="Maximum fraction of failed live requests.")
+    p95_latency: Duration | None = Field(default=None, description="Maximum 95th percentile live latency.")
+
+
+class Rollout(_Section):
+    """How traffic moves from blue to green."""
+
+    strategy: Literal["all-at-once", "canary"] = Field(
+        default="all-at-once", description="all-at-once: one switch. canary: the weights in steps."
+    )
+    steps: list[CanaryStep] = Field(default_factory=list, description="Canary steps (strategy: canary only).")
+    smoke: list[str] = Field(
+        default_factory=list, description="Validation prompts re-run through the live endpoint after the switch."
+    )
+    bake: Duration = Field(default="60s", description="Watch live traffic this long after the full switch.")
+    rollback_on: RollbackOn = Field(default_factory=RollbackOn, description="Limits that trigger a rollback.")
+    drain_timeout: Duration = Field(
+        default="120s", description="Let the old colour finish in-flight requests this long before stopping it."
+    )
+    keep_previous: Literal["running", "stopped", "removed"] = Field(
+        default="stopped",
+        description=(
+            "running: hot standby. stopped: kept for rollback, frees the GPU. removed: deleted after the deploy."
+        ),
+    )
+
+
+class Report(_Section):
+    """Where results are reported."""
+
+    pr_comment: bool = Field(default=True, description="Keep one comment on the pull request up to date.")
+    environment: str = Field(default="production", min_length=1, description="GitHub Deployments environment.")
+
+
+class Spec(_Section):
+    """bluegreen.yaml: a blue-green deploy of one model on one GPU server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, title="bluegreen.yaml")
+
+    version: Literal[1] = Field(description="Version of this file format; only 1 exists.")
+    name: str = Field(
+        pattern=NAME_PATTERN,
+        description="Deployment name (DNS-safe): names containers, router config, state dir and PR comment.",
+    )
+    target: Target = Field(description="The GPU server.")
+    model: Model = Field(description="The model to serve.")
+    runtime: Runtime = Field(description="The server container.")
+    gpus: Gpus = Field(default_factory=Gpus, description="GPUs of each colour.")
+    router: Router = Field(default_factory=Router, description="The router in front of both colours.")
+    health: Health = Field(default_factory=Health, description="Readiness checks.")
+    validation: Validation = Field(default_factory=Validation, description="Validation before the switch.")
+    rollout: Rollout = Field(default_factory=Rollout, description="How traffic moves.")
+    report: Report = Field(default_factory=Report, description="Reporting.")
