@@ -31,8 +31,11 @@ def _report_spec_error(exc: SpecError) -> None:
     if workflow_commands.in_github_actions():
         for p in exc.problems:
             where = f"{p.path}: " if p.path else ""
-            print(workflow_commands.error(f"{where}{p.message}", file=exc.filename, line=p.line, col=p.column,
-                                          title="bluegreen.yaml"))
+            print(
+                workflow_commands.error(
+                    f"{where}{p.message}", file=exc.filename, line=p.line, col=p.column, title="bluegreen.yaml"
+                )
+            )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -54,9 +57,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="bgdeploy",
-        description=(
-            "Zero-downtime blue-green deploys of vLLM on your own GPU servers, driven by bluegreen.yaml."
-        ),
+        description=("Zero-downtime blue-green deploys of vLLM on your own GPU servers, driven by bluegreen.yaml."),
         epilog="Exit codes: 0 success or nothing to do, 1 deploy failed (the old colour still serves), "
         "2 invalid spec or usage, 3 internal error.",
     )
@@ -65,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, help_text: str, run: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("-f", "--file", default=DEFAULT_SPEC, metavar="PATH",
-                         help=f"the spec file (default: ./{DEFAULT_SPEC})")
+        sub.add_argument(
+            "-f", "--file", default=DEFAULT_SPEC, metavar="PATH", help=f"the spec file (default: ./{DEFAULT_SPEC})"
+        )
         sub.set_defaults(run=run)
         return sub
 
@@ -93,7 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bgdeploy: interrupted", file=sys.stderr)
         return EXIT_INTERNAL
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback for users, exit 3
-        print(f"bgdeploy: internal error: {type(exc).__name__}: {exc}\n"
-              "This is a bug; please report it with the command you ran.", file=sys.stderr)
+    except Exception as exc:
+        print(
+            f"bgdeploy: internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug; please report it with the command you ran.",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL

@@ -47,7 +47,7 @@ class SpecError(BgdeployError):
 
     def __init__(self, filename: str, problems: list[Problem]) -> None:
         self.filename = filename
-        self.problems = sorted(problems, key=lambda p: (p.line, p.column, p.path))
+        self.problems = sorted(set(problems), key=lambda p: (p.line, p.column, p.path, p.message))
         count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"{filename}: {count} {noun} found; nothing was changed")

@@ -13,7 +13,7 @@ def one_line(spec: Spec) -> str:
     t = spec.target
     where = "this machine (local)" if t.transport == "local" else f"{t.user}@{t.host}:{t.port} over ssh"
     prompts = len(spec.validation.prompts)
-    rollout = spec.rollout.strategy
+    rollout: str = spec.rollout.strategy
     if rollout == "canary":
         rollout += " " + " → ".join(f"{s.weight}%" for s in spec.rollout.steps) + " → 100%"
     memory = f" at {spec.runtime.gpu_memory_utilization:g} of GPU memory" if spec.gpus.blue or spec.gpus.green else ""

@@ -31,9 +31,12 @@ def _target(spec: Spec) -> Iterator[Finding]:
         if t.host is None:
             yield ("target", "host"), "target.host is required with transport: ssh; set the GPU server's name or IP"
         if t.host_key is None and t.known_hosts is None:
-            yield ("target",), (
-                "the server's host key must be pinned with transport: ssh; add target.host_key (one line of "
-                "`ssh-keyscan -t ed25519 HOST` without the host name) or target.known_hosts"
+            yield (
+                ("target",),
+                (
+                    "the server's host key must be pinned with transport: ssh; add target.host_key (one line of "
+                    "`ssh-keyscan -t ed25519 HOST` without the host name) or target.known_hosts"
+                ),
             )
     if t.host_key is not None and t.known_hosts is not None:
         yield ("target", "known_hosts"), "give target.host_key or target.known_hosts, not both"
@@ -50,10 +53,13 @@ def _gpus(spec: Spec) -> Iterator[Finding]:
     if shared and 2 * util > SHARED_GPU_BUDGET + 1e-9:
         names = ", ".join(str(g) for g in shared)
         most = int(SHARED_GPU_BUDGET / 2 * 100) / 100
-        yield ("runtime", "gpu_memory_utilization"), (
-            f"blue and green share GPU {names}, so both colours need {util:g} of its memory at once during "
-            f"the switch ({2 * util:g} in all, more than {SHARED_GPU_BUDGET}); set "
-            f"runtime.gpu_memory_utilization to {most} or less, or give green other GPUs"
+        yield (
+            ("runtime", "gpu_memory_utilization"),
+            (
+                f"blue and green share GPU {names}, so both colours need {util:g} of its memory at once during "
+                f"the switch ({2 * util:g} in all, more than {SHARED_GPU_BUDGET}); set "
+                f"runtime.gpu_memory_utilization to {most} or less, or give green other GPUs"
+            ),
         )
     for colour, indices in (("blue", spec.gpus.blue), ("green", spec.gpus.green)):
         if len(set(indices)) != len(indices):
@@ -65,8 +71,9 @@ def _runtime(spec: Spec) -> Iterator[Finding]:
     for i, arg in enumerate(r.args):
         flag = arg.split("=", 1)[0]
         if flag in GENERATED_FLAGS:
-            yield ("runtime", "args", i), (
-                f"{flag} is generated from {GENERATED_FLAGS[flag]}; set that key instead of passing the flag"
+            yield (
+                ("runtime", "args", i),
+                (f"{flag} is generated from {GENERATED_FLAGS[flag]}; set that key instead of passing the flag"),
             )
     for i, part in enumerate(r.command or []):
         try:
@@ -77,8 +84,9 @@ def _runtime(spec: Spec) -> Iterator[Finding]:
         for name in fields:
             if name not in COMMAND_PLACEHOLDERS:
                 known = ", ".join("{" + p + "}" for p in COMMAND_PLACEHOLDERS)
-                yield ("runtime", "command", i), (
-                    f"unknown placeholder {{{name}}}; known: {known}{did_you_mean(name, list(COMMAND_PLACEHOLDERS))}"
+                yield (
+                    ("runtime", "command", i),
+                    (f"unknown placeholder {{{name}}}; known: {known}{did_you_mean(name, list(COMMAND_PLACEHOLDERS))}"),
                 )
     seen: set[str] = set()
     for i, name in enumerate(r.secret_env):
@@ -86,12 +94,14 @@ def _runtime(spec: Spec) -> Iterator[Finding]:
             yield ("runtime", "secret_env", i), f"{name} is listed twice"
         seen.add(name)
         if name in r.env:
-            yield ("runtime", "secret_env", i), (
-                f"{name} is also in runtime.env; a secret's value must come only from the runner's environment"
+            yield (
+                ("runtime", "secret_env", i),
+                (f"{name} is also in runtime.env; a secret's value must come only from the runner's environment"),
             )
     if r.api_key_env is not None and r.api_key_env not in r.secret_env:
-        yield ("runtime", "api_key_env"), (
-            f"{r.api_key_env} must also be listed in runtime.secret_env so the container receives it"
+        yield (
+            ("runtime", "api_key_env"),
+            (f"{r.api_key_env} must also be listed in runtime.secret_env so the container receives it"),
         )
 
 
@@ -134,8 +144,9 @@ def _prompts(spec: Spec) -> Iterator[Finding]:
     for i, smoke in enumerate(spec.rollout.smoke):
         if smoke not in names:
             known = list(names)
-            hint = did_you_mean(smoke, known) or (f"; known prompts: {', '.join(known)}" if known else
-                                                  "; no validation prompts are defined")
+            hint = did_you_mean(smoke, known) or (
+                f"; known prompts: {', '.join(known)}" if known else "; no validation prompts are defined"
+            )
             yield ("rollout", "smoke", i), f"no validation prompt is named {smoke!r}{hint}"
 
 
@@ -147,8 +158,9 @@ def _rollout(spec: Spec) -> Iterator[Finding]:
         yield ("rollout", "strategy"), "strategy: canary needs rollout.steps, e.g. [{weight: 10, bake: 2m}]"
     for i in range(1, len(r.steps)):
         if r.steps[i].weight <= r.steps[i - 1].weight:
-            yield ("rollout", "steps", i, "weight"), (
-                f"canary weights must increase step by step: {r.steps[i].weight} follows {r.steps[i - 1].weight}"
+            yield (
+                ("rollout", "steps", i, "weight"),
+                (f"canary weights must increase step by step: {r.steps[i].weight} follows {r.steps[i - 1].weight}"),
             )
 
 
@@ -167,8 +179,13 @@ CHECKS: tuple[tuple[tuple[str, ...], Callable[[Spec], Iterator[Finding]]], ...] 
 
 
 def _overlaps(read: str, broken: str) -> bool:
-    return not broken or read == broken or broken.startswith(read + ".") or read.startswith(broken + ".") \
+    return (
+        not broken
+        or read == broken
+        or broken.startswith(read + ".")
+        or read.startswith(broken + ".")
         or broken.startswith(read + "[")
+    )
 
 
 def cross_checks(spec: Spec, broken: tuple[str, ...] = ()) -> list[Finding]:

@@ -116,6 +116,14 @@ def _broken_paths(error: ValidationError) -> list[Path]:
     return [path]
 
 
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and part < len(node):
+        return node[part]
+    return None
+
+
 def _without(data: dict[str, Any], paths: list[Path]) -> dict[str, Any]:
     """A copy of `data` with the broken values removed, so that defaults take their place.
 
@@ -127,7 +135,7 @@ def _without(data: dict[str, Any], paths: list[Path]) -> dict[str, Any]:
         while path:
             parent: Any = result
             for part in path[:-1]:
-                parent = parent[part] if isinstance(parent, (dict, list)) else None
+                parent = _child(parent, part)
             if isinstance(parent, dict):
                 parent.pop(path[-1], None)
                 break

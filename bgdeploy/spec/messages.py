@@ -35,8 +35,15 @@ PATTERN_HINTS = {
     URL_PATH_PATTERN: "must be a URL path starting with '/', e.g. /health",
 }
 
-_JSON_TYPES = {"string": "a string", "number": "a number", "integer": "a whole number", "boolean": "true or false",
-               "array": "a list", "object": "a mapping (key: value)", "null": "nothing"}
+_JSON_TYPES = {
+    "string": "a string",
+    "number": "a number",
+    "integer": "a whole number",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping (key: value)",
+    "null": "nothing",
+}
 
 
 def _json_type(value: Any) -> str:
@@ -92,6 +99,7 @@ def problems_from(error: ValidationError, doc: Located) -> Iterator[Problem]:
     path: Path = tuple(error.absolute_path)
     kind = error.validator
     schema = error.schema if isinstance(error.schema, dict) else {}
+    expected: Any = error.validator_value
 
     def at(where: Path, message: str, *, key: bool = False) -> Problem:
         line, col = doc.locate(where, key=key)
@@ -104,7 +112,7 @@ def problems_from(error: ValidationError, doc: Located) -> Iterator[Problem]:
                 hint = did_you_mean(name, allowed) or f"; allowed here: {', '.join(allowed)}"
                 yield at((*path, name), f"unknown key {name!r}{hint}", key=True)
     elif kind == "required" and isinstance(error.instance, dict):
-        for name in error.validator_value:
+        for name in expected:
             if name not in error.instance:
                 where = dotted((*path, name))
                 yield at(path, f"missing required key {name!r} ({where})", key=True)
@@ -114,9 +122,12 @@ def problems_from(error: ValidationError, doc: Located) -> Iterator[Problem]:
         hint = PATTERN_HINTS.get(str(error.validator_value), f"must match {error.validator_value}")
         yield at(path, f"{hint}, got {_json_type(error.instance)}")
     elif kind == "enum":
-        choices = [str(c) for c in error.validator_value]
-        yield at(path, f"must be one of {', '.join(choices)}; got {_json_type(error.instance)}"
-                       f"{did_you_mean(str(error.instance), choices)}")
+        choices = [str(c) for c in expected]
+        yield at(
+            path,
+            f"must be one of {', '.join(choices)}; got {_json_type(error.instance)}"
+            f"{did_you_mean(str(error.instance), choices)}",
+        )
     elif kind == "const":
         yield at(path, f"must be {error.validator_value!r}, got {_json_type(error.instance)}")
     elif kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):

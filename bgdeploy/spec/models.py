@@ -43,6 +43,11 @@ def _env_value(value: Any) -> Any:
     return value
 
 
+def duration_default(text: str) -> Any:
+    """A duration default as written in the file ("15m"): shown so in the schema, parsed on validation."""
+    return text
+
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
@@ -91,7 +96,9 @@ class Target(_Section):
         default="ssh",
         description="ssh: reach the host over SSH. local: this machine is the GPU host (self-hosted runner).",
     )
-    connect_timeout: Duration = Field(default="15s", description="Give up connecting after this long.")
+    connect_timeout: Duration = Field(
+        default=duration_default("15s"), description="Give up connecting after this long."
+    )
 
 
 class Model(_Section):
@@ -188,7 +195,8 @@ class Router(_Section):
     listen: Port = Field(default=80, description="Port clients connect to.")
     bind: str = Field(default="0.0.0.0", description="Address the router listens on.")
     read_timeout: Duration = Field(
-        default="120s", description="proxy_read_timeout: longer than the longest answer, streams included."
+        default=duration_default("120s"),
+        description="proxy_read_timeout: longer than the longest answer, streams included.",
     )
 
 
@@ -196,10 +204,11 @@ class Health(_Section):
     """How readiness is decided while the model loads."""
 
     path: str = Field(default="/health", pattern=URL_PATH_PATTERN, description="Readiness path (200 = ready).")
-    interval: Duration = Field(default="2s", description="Time between two health probes.")
-    timeout: Duration = Field(default="5s", description="Timeout of one health probe.")
+    interval: Duration = Field(default=duration_default("2s"), description="Time between two health probes.")
+    timeout: Duration = Field(default=duration_default("5s"), description="Timeout of one health probe.")
     ready_timeout: Duration = Field(
-        default="15m", description="Give up when not ready after this long (loading can take many minutes)."
+        default=duration_default("15m"),
+        description="Give up when not ready after this long (loading can take many minutes).",
     )
 
 
@@ -250,7 +259,7 @@ class Validation(_Section):
     compare_with_live: bool = Field(
         default=True, description="Also ask the live colour and show both answers side by side."
     )
-    timeout: Duration = Field(default="60s", description="Timeout of one validation request.")
+    timeout: Duration = Field(default=duration_default("60s"), description="Timeout of one validation request.")
     prompts: list[Prompt] = Field(default_factory=list, description="The validation prompts.")
     thresholds: Thresholds = Field(default_factory=Thresholds, description="Figures over all prompts.")
 
@@ -279,10 +288,13 @@ class Rollout(_Section):
     smoke: list[str] = Field(
         default_factory=list, description="Validation prompts re-run through the live endpoint after the switch."
     )
-    bake: Duration = Field(default="60s", description="Watch live traffic this long after the full switch.")
+    bake: Duration = Field(
+        default=duration_default("60s"), description="Watch live traffic this long after the full switch."
+    )
     rollback_on: RollbackOn = Field(default_factory=RollbackOn, description="Limits that trigger a rollback.")
     drain_timeout: Duration = Field(
-        default="120s", description="Let the old colour finish in-flight requests this long before stopping it."
+        default=duration_default("120s"),
+        description="Let the old colour finish in-flight requests this long before stopping it.",
     )
     keep_previous: Literal["running", "stopped", "removed"] = Field(
         default="stopped",

@@ -79,9 +79,7 @@ def _line_col(text: str, index: int) -> tuple[int, int]:
 def decode(raw: bytes) -> str:
     """Bytes of a spec file to text, refusing what is not a small UTF-8 text file."""
     if len(raw) > MAX_BYTES:
-        raise YamlProblems(
-            [Problem("", f"file is {len(raw)} bytes; a spec is at most {MAX_BYTES} bytes", 1, 1)]
-        )
+        raise YamlProblems([Problem("", f"file is {len(raw)} bytes; a spec is at most {MAX_BYTES} bytes", 1, 1)])
     nul = raw.find(b"\x00")
     if nul >= 0:
         line = raw.count(b"\n", 0, nul) + 1
@@ -98,8 +96,12 @@ def decode(raw: bytes) -> str:
 def _check_depth(text: str) -> None:
     """Refuse deep nesting from the token stream, before the (recursive) composer sees it."""
     depth = 0
-    openers = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
-               yaml.FlowSequenceStartToken)
+    openers = (
+        yaml.BlockMappingStartToken,
+        yaml.BlockSequenceStartToken,
+        yaml.FlowMappingStartToken,
+        yaml.FlowSequenceStartToken,
+    )
     closers = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
     for token in yaml.scan(text, Loader=yaml.SafeLoader):
         if isinstance(token, openers):
@@ -115,8 +117,7 @@ def _check_depth(text: str) -> None:
 def _syntax_problem(exc: yaml.YAMLError, text: str) -> Problem:
     if isinstance(exc, yaml.reader.ReaderError):
         line, col = _line_col(text, exc.position)
-        return Problem("", f"character {chr(exc.character)!r} (0x{exc.character:x}) is not allowed in YAML",
-                       line, col)
+        return Problem("", f"character {chr(exc.character)!r} (0x{exc.character:x}) is not allowed in YAML", line, col)
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -124,7 +125,7 @@ def _syntax_problem(exc: yaml.YAMLError, text: str) -> Problem:
         context = f" {exc.context}" if exc.context else ""
         if "\\t" in problem or "\t" in problem:
             message = "tab character: YAML does not allow tabs for indentation; indent with spaces"
-        elif "expected a single document" in problem:
+        elif "expected a single document" in (exc.context or ""):
             message = "several YAML documents (---) in one file: keep exactly one"
         else:
             message = f"YAML syntax error: {problem}{context}"
@@ -179,8 +180,11 @@ class _Builder:
             key = str(key_node.value)
             child = (*path, key)
             if key in first_seen:
-                self.fail(key_node, child, f"duplicate key {key!r}: first defined at line {first_seen[key]}; "
-                                           "remove one of them")
+                self.fail(
+                    key_node,
+                    child,
+                    f"duplicate key {key!r}: first defined at line {first_seen[key]}; remove one of them",
+                )
             first_seen[key] = key_node.start_mark.line + 1
             self.out.keys[child] = _pos(key_node)
             result[key] = self.build(value_node, child, depth + 1)
@@ -209,8 +213,7 @@ class _Builder:
         if node.tag == _TIMESTAMP:
             return node.value  # a date is just text to us
         if node.tag not in _SCALAR_TAGS:
-            self.fail(node, path, f"tag {node.tag} is not allowed (nothing in a spec is ever executed); "
-                                  "remove the tag")
+            self.fail(node, path, f"tag {node.tag} is not allowed (nothing in a spec is ever executed); remove the tag")
             return None
         try:
             value = self.loader.construct_object(node)
@@ -243,8 +246,6 @@ def dotted(path: Path) -> str:
     return out
 
 
-
-
 def is_boolean_word(raw: str | None) -> bool:
     """True for YAML 1.1 words that load as booleans (a frequent surprise: `no`, `on`)."""
     return raw is not None and raw.lower() in _BOOLEAN_WORDS
@@ -262,19 +263,33 @@ def parse(text: str) -> Located:
     except yaml.YAMLError as exc:
         raise YamlProblems([_syntax_problem(exc, text)]) from None
     if node is None:
-        raise YamlProblems([Problem("", "file is empty: a spec needs at least version, name, target, "
-                                        "model.name and runtime.image", 1, 1)])
+        raise YamlProblems(
+            [
+                Problem(
+                    "", "file is empty: a spec needs at least version, name, target, model.name and runtime.image", 1, 1
+                )
+            ]
+        )
     builder = _Builder(loader)
     try:
         data = builder.build(node, (), 0)
     except _TooLarge as exc:
         line, col = _pos(exc.node)
-        raise YamlProblems([Problem("", f"more than {MAX_NODES} values once aliases are expanded "
-                                        "(an alias bomb?); simplify the anchors", line, col)]) from None
+        raise YamlProblems(
+            [
+                Problem(
+                    "",
+                    f"more than {MAX_NODES} values once aliases are expanded (an alias bomb?); simplify the anchors",
+                    line,
+                    col,
+                )
+            ]
+        ) from None
     except _TooDeep as exc:
         line, col = _pos(exc.node)
-        raise YamlProblems([Problem("", f"nesting deeper than {MAX_DEPTH} levels (a recursive alias?)",
-                                    line, col)]) from None
+        raise YamlProblems(
+            [Problem("", f"nesting deeper than {MAX_DEPTH} levels (a recursive alias?)", line, col)]
+        ) from None
     if builder.problems:
         raise YamlProblems(builder.problems)
     builder.out.data = data
