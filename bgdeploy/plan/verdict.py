@@ -1,0 +1,326 @@
+"""Verdicts: validation answers against the spec's expectations and thresholds, and live traffic against the
+rollback limits. Every failure is a sentence a person can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+
+from bgdeploy.spec.models import Prompt, RollbackOn, Thresholds
+
+# Ratios computed from counts (9/10) and limits written as decimals (0.9) may differ in the last bit.
+_EPSILON = 1e-9
+_QUOTE_LIMIT = 80
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one validation request returned; text is None when the request itself failed."""
+
+    prompt: str
+    text: str | None
+    latency_s: float
+    status: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class PromptResult:
+    name: str
+    answer: Answer
+    passed: bool
+    failures: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One threshold: its name, the limit and the measured figure as people read them."""
+
+    name: str
+    limit: str
+    actual: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Verdict:
+    results: tuple[PromptResult, ...]
+    checks: tuple[Check, ...]
+    passed: bool
+    pass_rate: float
+    error_rate: float
+    p95_latency_s: float | None
+
+
+@dataclass(frozen=True)
+class LiveSample:
+    """One request the router served, from its access log."""
+
+    colour: str
+    status: int
+    latency_s: float
+    ts: float
+
+
+@dataclass(frozen=True)
+class LiveVerdict:
+    requests: int
+    errors: int
+    error_rate: float
+    p95_latency_s: float | None
+    breaches: tuple[str, ...]
+    inconclusive: bool
+    ok: bool
+
+
+def format_seconds(seconds: float) -> str:
+    """850ms, 1.2s, 2.31s, 2s."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    return f"{seconds:.2f}".rstrip("0").rstrip(".") + "s"
+
+
+def format_rate(rate: float) -> str:
+    """100%, 50%, 33.33%, 0.05%; a rate above zero never reads as 0%."""
+    percent = rate * 100
+    text = f"{percent:.2f}".rstrip("0").rstrip(".")
+    if text == "0" and percent > 0:
+        return "<0.01%"
+    return text + "%"
+
+
+def _quote(text: str) -> str:
+    # json.dumps gives a double-quoted form with newlines and quotes escaped, so a reason stays on one line.
+    if len(text) > _QUOTE_LIMIT:
+        text = text[:_QUOTE_LIMIT] + "…"
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _latency_failure(latency: float, limit: float) -> str:
+    took, allowed = format_seconds(latency), format_seconds(limit)
+    if took == allowed:
+        # 2.001s against 2s would otherwise read "took 2s, more than 2s".
+        took = f"{latency:.3f}s"
+    return f"took {took}, more than max_latency {allowed}"
+
+
+def judge_answer(prompt: Prompt, answer: Answer) -> PromptResult:
+    """Apply every rule of the prompt's `expect` to the answer; all failures are listed, not just the first."""
+    expect = prompt.expect
+    if answer.text is None:
+        reason = answer.error or (f"HTTP {answer.status}" if answer.status is not None else "the request failed")
+        return PromptResult(prompt.name, answer, False, (reason,))
+
+    text = answer.text
+
+    def fold(value: str) -> str:
+        return value.casefold() if expect.ignore_case else value
+
+    haystack = fold(text)
+    failures: list[str] = []
+
+    failures += [f"missing {_quote(needle)}" for needle in expect.contains if fold(needle) not in haystack]
+    if expect.any_of and not any(fold(needle) in haystack for needle in expect.any_of):
+        failures.append(f"none of {', '.join(_quote(needle) for needle in expect.any_of)} found")
+    failures += [f"contains forbidden {_quote(needle)}" for needle in expect.not_contains if fold(needle) in haystack]
+    if expect.regex is not None:
+        flags = re.IGNORECASE if expect.ignore_case else 0
+        try:
+            if re.search(expect.regex, text, flags) is None:
+                failures.append(f"regex /{expect.regex}/ did not match")
+        except re.error as exc:
+            failures.append(f"regex /{expect.regex}/ is not a valid regular expression ({exc})")
+    if expect.equals is not None and fold(text.strip()) != fold(expect.equals.strip()):
+        failures.append(f"expected exactly {_quote(expect.equals.strip())}, got {_quote(text.strip())}")
+    if expect.json_valid:
+        # Strict on purpose: a model that wraps JSON in a ```json fence has not answered with JSON.
+        try:
+            json.loads(text.strip())
+        except json.JSONDecodeError as exc:
+            failures.append(f"not valid JSON ({exc.msg} at char {exc.pos})")
+    if expect.max_latency is not None and answer.latency_s > expect.max_latency:
+        failures.append(_latency_failure(answer.latency_s, expect.max_latency))
+
+    return PromptResult(prompt.name, answer, not failures, tuple(failures))
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q from 0 to 100): always one of the values; None when there are none."""
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} is not between 0 and 100")
+    if not values:
+        return None
+    ordered = sorted(values)
+    # Exact arithmetic: 95 / 100 * 20 in floats is 19.000000000000004, whose ceiling would be the wrong rank.
+    rank = math.ceil(Fraction(str(q)) * len(ordered) / 100)
+    return ordered[max(rank, 1) - 1]
+
+
+def judge(prompts: Sequence[Prompt], answers: Sequence[Answer], thresholds: Thresholds) -> Verdict:
+    """Judge every prompt's answer and the thresholds over all of them."""
+    by_name: dict[str, Answer] = {}
+    known = {prompt.name for prompt in prompts}
+    for answer in answers:
+        if answer.prompt not in known:
+            raise ValueError(f"answer for {answer.prompt!r}, which is not one of the validation prompts")
+        if answer.prompt in by_name:
+            raise ValueError(f"two answers for prompt {answer.prompt!r}")
+        by_name[answer.prompt] = answer
+
+    results = tuple(
+        judge_answer(
+            prompt,
+            by_name.get(prompt.name)
+            or Answer(prompt.name, None, 0.0, None, "no answer was recorded (the request was never made)"),
+        )
+        for prompt in prompts
+    )
+    total = len(results)
+    if total == 0:
+        # Nothing to ask: readiness (health) alone decides.
+        return Verdict((), (), True, 1.0, 0.0, None)
+
+    passed = sum(1 for r in results if r.passed)
+    failed_requests = sum(1 for r in results if r.answer.text is None)
+    pass_rate = passed / total
+    error_rate = failed_requests / total
+    p95 = percentile([r.answer.latency_s for r in results if r.answer.text is not None], 95)
+
+    checks = [
+        Check(
+            "pass rate",
+            f"≥ {format_rate(thresholds.pass_rate)}",
+            f"{format_rate(pass_rate)} ({passed} of {total} prompts)",
+            pass_rate + _EPSILON >= thresholds.pass_rate,
+        ),
+        Check(
+            "error rate",
+            f"≤ {format_rate(thresholds.max_error_rate)}",
+            f"{format_rate(error_rate)} ({failed_requests} of {total} requests)",
+            error_rate <= thresholds.max_error_rate + _EPSILON,
+        ),
+    ]
+    if thresholds.p95_latency is not None:
+        limit = f"≤ {format_seconds(thresholds.p95_latency)}"
+        if p95 is None:
+            # A latency limit cannot be shown to hold when no request succeeded.
+            checks.append(Check("p95 latency", limit, "no successful requests", False))
+        else:
+            checks.append(Check("p95 latency", limit, format_seconds(p95), p95 <= thresholds.p95_latency))
+
+    return Verdict(
+        results=results,
+        checks=tuple(checks),
+        passed=all(check.ok for check in checks),
+        pass_rate=pass_rate,
+        error_rate=error_rate,
+        p95_latency_s=p95,
+    )
+
+
+def is_live_error(status: int) -> bool:
+    """5xx and 0 (no response at all) are the server's failures; 4xx, 499 included, are the client's doing."""
+    return status == 0 or status >= 500
+
+
+def judge_live(
+    samples: Sequence[LiveSample],
+    colour: str,
+    rollback_on: RollbackOn,
+    *,
+    min_requests: int = 20,
+    baseline: Sequence[LiveSample] = (),
+    max_relative_p95: float | None = None,
+) -> LiveVerdict:
+    """Judge one colour's live traffic against the rollback limits (and optionally the old colour's p95).
+
+    Latency is over all the colour's requests, errors included: a timeout is slow traffic too.
+    """
+    mine = [s for s in samples if s.colour == colour]
+    requests = len(mine)
+    errors = sum(1 for s in mine if is_live_error(s.status))
+    error_rate = errors / requests if requests else 0.0
+    p95 = percentile([s.latency_s for s in mine], 95)
+
+    if requests < min_requests:
+        # Too few requests for rates to mean anything, except that with zero tolerance a single error is a breach.
+        if errors > 0 and rollback_on.max_error_rate == 0:
+            breach = f"{errors} failed of {requests} requests, and max_error_rate is 0%"
+            return LiveVerdict(requests, errors, error_rate, p95, (breach,), False, False)
+        return LiveVerdict(requests, errors, error_rate, p95, (), True, True)
+
+    breaches: list[str] = []
+    if error_rate > rollback_on.max_error_rate + _EPSILON:
+        breaches.append(
+            f"error rate {format_rate(error_rate)} > {format_rate(rollback_on.max_error_rate)} "
+            f"({errors} of {requests} requests)"
+        )
+    if p95 is not None and rollback_on.p95_latency is not None and p95 > rollback_on.p95_latency:
+        breaches.append(
+            f"p95 latency {format_seconds(p95)} > {format_seconds(rollback_on.p95_latency)} ({requests} requests)"
+        )
+    if p95 is not None and max_relative_p95 is not None and len(baseline) >= min_requests:
+        base_p95 = percentile([s.latency_s for s in baseline], 95)
+        if base_p95 is not None and p95 > max_relative_p95 * base_p95:
+            breaches.append(
+                f"p95 latency {format_seconds(p95)} > {max_relative_p95:g} × baseline p95 "
+                f"{format_seconds(base_p95)} = {format_seconds(max_relative_p95 * base_p95)}"
+            )
+    return LiveVerdict(requests, errors, error_rate, p95, tuple(breaches), False, not breaches)
+
+
+def _seconds_field(value: object) -> float | None:
+    """A time from the log: a number, or nginx's "0.010, 0.020" / "0.010 : 0.020" (retries: the last counts)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        parts = [p for p in re.split(r"[,:]", value) if p.strip()]
+        if not parts:
+            return None
+        try:
+            number = float(parts[-1].strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def _int_field(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def parse_access_log(lines: Iterable[str]) -> list[LiveSample]:
+    """Samples from the router's JSON access log; lines that are not bgdeploy's, or served by no colour, are skipped."""
+    samples: list[LiveSample] = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            continue
+        colour = record.get("colour")
+        ts = _seconds_field(record.get("ts"))
+        status = _int_field(record.get("status"))
+        # "-" (or empty) when no upstream answered, e.g. a refused connection: the request time still counts.
+        latency = _seconds_field(record.get("upstream_response_time"))
+        if latency is None:
+            latency = _seconds_field(record.get("request_time"))
+        if not isinstance(colour, str) or not colour or ts is None or status is None or latency is None:
+            continue
+        samples.append(LiveSample(colour=colour, status=status, latency_s=latency, ts=ts))
+    return samples
