@@ -7,12 +7,19 @@ Exit codes: 0 success or no-op, 1 deploy failed (the old colour still serves), 2
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from bgdeploy import __version__
-from bgdeploy.errors import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, BgdeployError, SpecError
+from bgdeploy.errors import EXIT_DEPLOY_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, BgdeployError, SpecError
+
+if TYPE_CHECKING:
+    from bgdeploy.execute.session import Session
+    from bgdeploy.plan.result import Result
 
 DEFAULT_SPEC = "bluegreen.yaml"
 
@@ -54,6 +61,97 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _write_outputs(args: argparse.Namespace, result: Result) -> None:
+    from bgdeploy.plan.report import render
+
+    if getattr(args, "json", None):
+        Path(args.json).write_text(result.to_json())
+    if getattr(args, "report", None):
+        Path(args.report).write_text(render(result))
+
+
+def _on_host(args: argparse.Namespace, command: str, work: Callable[[Session], Result]) -> int:
+    """Load the spec, connect, run `work`, write --json/--report whatever happened, map to an exit code."""
+    from bgdeploy.execute.commands import open_session
+    from bgdeploy.plan.report import headline
+    from bgdeploy.plan.result import Result
+    from bgdeploy.spec import load_spec
+
+    loaded = load_spec(args.file)
+    # SIGTERM (a cancelled CI job) unwinds like Ctrl-C, so a deploy in progress rolls back cleanly.
+    signal.signal(signal.SIGTERM, _interrupt)
+    result = Result(command=command, name=loaded.spec.name)
+    try:
+        with open_session(loaded, command) as session:
+            result = session.result
+            result = work(session)
+    except BgdeployError as exc:
+        result.outcome = "failed"
+        result.failure = result.failure or str(exc)
+        _write_outputs(args, result)
+        raise
+    _write_outputs(args, result)
+    print(headline(result, markdown=False))
+    return EXIT_DEPLOY_FAILED if result.outcome == "failed" else EXIT_OK
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from bgdeploy.execute.commands import run_plan
+
+    def work(session: Session) -> Result:
+        result = run_plan(session)
+        plan = result.plan
+        assert plan is not None
+        live = result.live_before
+        print(f"live: {live.colour}: {live.model} ({live.image})" if live else "live: nothing (first deploy)")
+        for change in plan.changes:
+            print(f"change: {change.what}: {change.before} -> {change.after}")
+        for line in result.gpu_lines:
+            print(f"gpu: {line}")
+        for number, step in enumerate(plan.steps, start=1):
+            print(step.render(number))
+        for blocker in plan.blockers:
+            print(f"blocker: {blocker}")
+        if plan.blockers:
+            result.outcome = "failed"
+            result.failure = "preflight: " + "; ".join(plan.blockers)
+        return result
+
+    return _on_host(args, "plan", work)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from bgdeploy.execute.commands import run_deploy
+
+    return _on_host(
+        args,
+        "deploy",
+        lambda s: run_deploy(s, force=args.force, lock_wait=args.lock_wait, unlock=args.force_unlock),
+    )
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from bgdeploy.execute.commands import run_rollback
+
+    return _on_host(args, "rollback", lambda s: run_rollback(s, lock_wait=args.lock_wait, unlock=args.force_unlock))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bgdeploy.execute.commands import open_session, run_status
+    from bgdeploy.execute.status import render_status
+    from bgdeploy.spec import load_spec
+
+    loaded = load_spec(args.file)
+    with open_session(loaded, "status") as session:
+        data = run_status(session)
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else render_status(data))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="bgdeploy",
@@ -74,6 +172,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("validate", "check bluegreen.yaml against the schema and the rules; changes nothing", cmd_validate)
     command("schema", "print the JSON schema of bluegreen.yaml", cmd_schema)
+
+    def outputs(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--json", metavar="FILE", help="write the structured result to FILE")
+        sub.add_argument("--report", metavar="FILE", help="write a markdown report to FILE")
+
+    def locking(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--lock-wait",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="wait this long for another deploy of the same name to finish (default: refuse)",
+        )
+        sub.add_argument(
+            "--force-unlock",
+            action="store_true",
+            help="remove the deploy lock first, whoever holds it (only when that deploy is gone)",
+        )
+
+    outputs(command("plan", "show what a deploy would do on the host (read-only)", cmd_plan))
+    deploy = command("deploy", "start the new colour, validate it, switch traffic, roll back on failure", cmd_deploy)
+    deploy.add_argument("--force", action="store_true", help="deploy even when this spec is already live")
+    locking(deploy)
+    outputs(deploy)
+    rollback = command("rollback", "make the previous colour live again", cmd_rollback)
+    locking(rollback)
+    outputs(rollback)
+    status = command("status", "show the live colour, each colour's health and the last deploys", cmd_status)
+    status.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
 
@@ -94,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("bgdeploy: interrupted", file=sys.stderr)
-        return EXIT_INTERNAL
+        return EXIT_DEPLOY_FAILED
     except Exception as exc:
         print(
             f"bgdeploy: internal error: {type(exc).__name__}: {exc}\n"

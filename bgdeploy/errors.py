@@ -62,6 +62,12 @@ class DeployFailed(BgdeployError):
     exit_code = EXIT_DEPLOY_FAILED
 
 
+class TransportError(BgdeployError):
+    """The host could not be reached or did not answer as expected (SSH, Docker, HTTP)."""
+
+    exit_code = EXIT_DEPLOY_FAILED
+
+
 class InternalError(BgdeployError):
     """A bug or an unexpected state: report it with the command and its output."""
 

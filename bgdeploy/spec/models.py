@@ -194,6 +194,18 @@ class Router(_Section):
     image: str = Field(default="nginx:1.27", pattern=IMAGE_PATTERN, description="nginx image (container mode).")
     listen: Port = Field(default=80, description="Port clients connect to.")
     bind: str = Field(default="0.0.0.0", description="Address the router listens on.")
+    config_path: str | None = Field(
+        default=None,
+        pattern=r"^/[^\s]*\.conf$",
+        description=(
+            "host mode: the one include file bgdeploy owns in the host's nginx (default "
+            "/etc/nginx/conf.d/bgdeploy-<name>.conf). Its directory must be writable by target.user."
+        ),
+    )
+    sudo: bool = Field(
+        default=False,
+        description="host mode: run `nginx -t` and `nginx -s reload` through `sudo -n` (needs a NOPASSWD rule).",
+    )
     read_timeout: Duration = Field(
         default=duration_default("120s"),
         description="proxy_read_timeout: longer than the longest answer, streams included.",

@@ -1,0 +1,1 @@
+"""Carrying out a deploy: observe the host, run the steps, wait with deadlines, roll back on failure."""

@@ -1,0 +1,123 @@
+"""The commands that work on a host (plan, deploy, rollback, status): connect, lock, run, record history."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bgdeploy.errors import BgdeployError, DeployFailed
+from bgdeploy.execute.clock import Clock, SystemClock, utc_now
+from bgdeploy.execute.deploy import append_history, deploy, make_plan
+from bgdeploy.execute.lock import HostLock, default_owner, force_unlock
+from bgdeploy.execute.rollback import rollback
+from bgdeploy.execute.session import Output, Session
+from bgdeploy.execute.status import status
+from bgdeploy.plan.names import Layout
+from bgdeploy.plan.result import Result
+from bgdeploy.spec.load import LoadedSpec
+from bgdeploy.transports.connect import open_host
+
+
+@contextmanager
+def open_session(
+    loaded: LoadedSpec,
+    command: str,
+    *,
+    out: Output | None = None,
+    clock: Clock | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Iterator[Session]:
+    env = dict(os.environ if environ is None else environ)
+    secrets = tuple(env[name] for name in loaded.spec.runtime.secret_env if env.get(name))
+    output = out or Output(secrets=secrets)
+    output.secrets = tuple(set(output.secrets) | set(secrets))
+    result = Result(command=command, name=loaded.spec.name, started_at=utc_now())
+    host = open_host(loaded.spec.target, Path(loaded.path).resolve().parent)
+    try:
+        session = Session(
+            loaded=loaded,
+            host=host,
+            layout=Layout(loaded.spec.name, host.home()),
+            clock=clock or SystemClock(),
+            out=output,
+            environ=env,
+            result=result,
+        )
+        output.say(f"connected to {host.description}")
+        yield session
+    finally:
+        host.close()
+
+
+def run_plan(session: Session) -> Result:
+    with session.phase("observe"):
+        make_plan(session)
+    session.result.outcome = "planned"
+    return session.result
+
+
+def _locked(
+    session: Session,
+    work: Callable[[Session], None],
+    *,
+    lock_wait: float,
+    unlock: bool,
+) -> Result:
+    result = session.result
+    start = time.monotonic()
+    if unlock:
+        holder = force_unlock(session.host, session.layout.lock_file)
+        if holder:
+            session.warn(f"removed the lock held by {holder} (--force-unlock)")
+    lock = HostLock(session.host, session.layout.lock_file, session.clock)
+    with session.phase("lock"):
+        lock.acquire(lock_wait)
+    for warning in lock.warnings:
+        session.warn(warning)
+    try:
+        work(session)
+    except DeployFailed as exc:
+        result.outcome = "failed"
+        result.failure = result.failure or str(exc)
+    finally:
+        result.duration_s = round(time.monotonic() - start, 3)
+        try:
+            if result.outcome != "unchanged":
+                append_history(session, history_entry(result))
+        except BgdeployError as exc:
+            session.warn(f"could not append to the history: {exc}")
+        lock.release()
+    return result
+
+
+def run_deploy(session: Session, *, force: bool, lock_wait: float, unlock: bool) -> Result:
+    return _locked(session, lambda s: deploy(s, force=force), lock_wait=lock_wait, unlock=unlock)
+
+
+def run_rollback(session: Session, *, lock_wait: float, unlock: bool) -> Result:
+    return _locked(session, rollback, lock_wait=lock_wait, unlock=unlock)
+
+
+def run_status(session: Session) -> dict[str, Any]:
+    return status(session)
+
+
+def history_entry(result: Result) -> dict[str, Any]:
+    def release(r: Any) -> dict[str, str] | None:
+        return None if r is None else {"colour": r.colour, "model": r.model, "image": r.image}
+
+    return {
+        "at": result.started_at,
+        "who": default_owner(),
+        "command": result.command,
+        "outcome": result.outcome,
+        "from": release(result.live_before),
+        "to": release(result.target),
+        "duration_s": result.duration_s,
+        "phases": {p.name: p.seconds for p in result.phases},
+        "failure": result.failure,
+    }

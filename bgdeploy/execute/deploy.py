@@ -1,0 +1,261 @@
+"""The blue-green cycle: the steps of the plan, carried out in order, with rollback on any failure.
+
+Invariant: the router only ever points at a colour that was healthy and validated. Whatever fails (a
+step, a lost connection, SIGINT/SIGTERM), the old colour is routed to again and the new one removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bgdeploy.errors import BgdeployError, DeployFailed
+from bgdeploy.execute import colours
+from bgdeploy.execute.checks import ask_all, bake, describe, log_offset
+from bgdeploy.execute.clock import utc_now
+from bgdeploy.execute.observe import Observed, observe, router_config_path
+from bgdeploy.execute.router import apply_weights, router_port
+from bgdeploy.execute.session import Session
+from bgdeploy.plan.names import Colour, other
+from bgdeploy.plan.state import HostState, Release, history_line
+from bgdeploy.plan.steps import DeployPlan, HostView, plan_deploy
+from bgdeploy.plan.verdict import Verdict
+from bgdeploy.spec.models import Thresholds
+
+
+def host_view(session: Session, observed: Observed) -> HostView:
+    live = observed.live
+    stale = {
+        colour: info.status
+        for colour, info in observed.containers.items()
+        if info is not None and (live is None or colour != live.colour)
+    }
+    router_running = observed.router_container is not None and observed.router_container.running
+    return HostView(
+        live=live,
+        live_running=live is not None and observed.running(live.colour),
+        stale=stale,
+        image_present=session.engine.image_present(session.loaded.spec.runtime.image),
+        router_running=router_running,
+    )
+
+
+def make_plan(session: Session, *, force: bool = False) -> tuple[Observed, DeployPlan]:
+    observed = observe(session)
+    for warning in observed.warnings:
+        session.warn(warning)
+    plan = plan_deploy(session.loaded.spec, session.loaded.spec_hash, host_view(session, observed), force=force)
+    blockers: list[str] = []
+    if not plan.unchanged and not host_view(session, observed).stale.get(plan.new_colour, "").startswith("running"):
+        # A leftover running container of the new colour still holds its GPU memory; the check is repeated
+        # right before the start, after that container is gone.
+        blockers = colours.gpu_blockers(session, plan.new_colour)
+    session.result.plan = DeployPlan(plan.new_colour, plan.unchanged, plan.changes, plan.steps, tuple(blockers))
+    session.result.live_before = observed.live
+    return observed, session.result.plan
+
+
+@dataclass
+class _Cycle:
+    session: Session
+    observed: Observed
+    plan: DeployPlan
+    new: Colour
+    old: Colour | None
+    switched: bool = False
+    started: bool = False
+    deployed_at: str = field(default_factory=utc_now)
+    host_ports: dict[Colour, int | None] = field(default_factory=dict)
+    offset: int = 0  # where the access log ended when traffic began to move: the bake reads from there
+
+    def run(self) -> None:
+        for step in self.plan.steps:
+            if step.skip:
+                self.session.out.say(f"{step.kind}: skipped ({step.skip})")
+                continue
+            with self.session.phase(step.kind):
+                getattr(self, "step_" + step.kind.replace("-", "_"))()
+
+    # -- the steps, in plan order -----------------------------------------------------------------------
+
+    def step_remove_stale(self) -> None:
+        self.session.out.say(f"remove-stale: removing the leftover {self.new} container")
+        self.session.engine.remove(self.session.layout.container(self.new))
+
+    def step_pull_image(self) -> None:
+        image = self.session.loaded.spec.runtime.image
+        self.session.out.say(f"pull-image: pulling {image}")
+        self.session.engine.pull(image)
+
+    def step_start(self) -> None:
+        blockers = colours.gpu_blockers(self.session, self.new)
+        if blockers:
+            raise DeployFailed("the new colour does not fit on its GPUs: " + "; ".join(blockers))
+        self.started = True
+        info = colours.start(self.session, self.new, self.session.loaded.spec_hash, self.deployed_at)
+        self.host_ports[self.new] = info.host_port
+
+    def step_wait_ready(self) -> None:
+        info = colours.wait_ready(self.session, self.new)
+        self.host_ports[self.new] = info.host_port
+
+    def step_validate(self) -> None:
+        session = self.session
+        spec = session.loaded.spec
+        port = self.host_ports.get(self.new)
+        assert port is not None
+        verdict = ask_all(session, session.host.reach(port), spec.validation.prompts, spec.validation.thresholds)
+        session.result.validation = verdict
+        old_info = self.observed.container(self.old) if self.old else None
+        if spec.validation.compare_with_live and old_info is not None and old_info.host_port is not None:
+            session.result.live_validation = ask_all(
+                session, session.host.reach(old_info.host_port), spec.validation.prompts, spec.validation.thresholds
+            )
+        session.out.say(f"validate: {self.new}: {describe(verdict)}")
+        if not verdict.passed:
+            raise DeployFailed(f"validation of {self.new} failed: {describe(verdict)}")
+
+    def step_router(self) -> None:
+        pass  # the first apply_weights starts the router container with its config
+
+    def step_switch(self) -> None:
+        session = self.session
+        spec = session.loaded.spec
+        if self.old is not None:
+            old_info = self.observed.container(self.old)
+            self.host_ports[self.old] = old_info.host_port if old_info else None
+        self.offset = log_offset(session)
+        if spec.rollout.strategy == "canary" and self.old is not None:
+            for number, step in enumerate(spec.rollout.steps, start=1):
+                weights: dict[Colour, int] = {self.old: 100 - step.weight, self.new: step.weight}
+                session.out.say(f"switch: canary step {number}: {step.weight}% to {self.new}")
+                self.switched = True
+                apply_weights(session, weights, self.host_ports, confirm=None)
+                verdict = bake(session, self.new, self.offset, step.bake)
+                session.result.bake = verdict
+                if verdict.breaches:
+                    raise DeployFailed(f"canary step {number} ({step.weight}%): " + "; ".join(verdict.breaches))
+                self.offset = log_offset(session)
+        session.out.say(f"switch: all traffic to {self.new}")
+        self.switched = True
+        apply_weights(session, {self.new: 100}, self.host_ports, confirm=self.new)
+        self.offset = log_offset(session)
+
+    def step_smoke(self) -> None:
+        session = self.session
+        spec = session.loaded.spec
+        wanted = [p for p in spec.validation.prompts if p.name in spec.rollout.smoke]
+        # Through the router: the live endpoint clients use. Only per-prompt expectations apply here.
+        verdict: Verdict = ask_all(session, router_port(session), wanted, Thresholds(pass_rate=1.0, max_error_rate=0))
+        session.result.smoke = verdict
+        session.out.say(f"smoke: {describe(verdict)}")
+        if not verdict.passed:
+            raise DeployFailed(f"smoke test through the router failed after the switch: {describe(verdict)}")
+
+    def step_bake(self) -> None:
+        session = self.session
+        verdict = bake(session, self.new, self.offset, session.loaded.spec.rollout.bake)
+        session.result.bake = verdict
+        if verdict.breaches:
+            raise DeployFailed("live traffic breached rollout.rollback_on: " + "; ".join(verdict.breaches))
+
+    def step_drain(self) -> None:
+        assert self.old is not None
+        colours.drain(self.session, self.old)
+
+    def step_retire(self) -> None:
+        assert self.old is not None
+        colours.retire(self.session, self.old)
+
+    def step_record(self) -> None:
+        session = self.session
+        spec = session.loaded.spec
+        release = Release(self.new, spec.model.name, spec.runtime.image, session.loaded.spec_hash, self.deployed_at)
+        state = self.observed.state
+        if self.observed.live is not None and (state.live is None or state.live.colour != self.observed.live.colour):
+            state = state.with_live(self.observed.live, state.since)
+        record_state(session, state.with_live(release, utc_now()))
+
+    # -- failure -------------------------------------------------------------------------------------------
+
+    def undo(self) -> None:
+        """Route back to the old colour (when we had switched) and remove the new one. Best effort, loud."""
+        session = self.session
+        if self.switched:
+            if self.old is not None and self.observed.running(self.old):
+                session.out.say(f"rollback: sending all traffic back to {self.old}")
+                apply_weights(session, {self.old: 100}, self.host_ports, confirm=self.old)
+            else:
+                # First deploy: nothing served before, so nothing may serve a colour that failed.
+                session.out.say("rollback: removing the router (nothing was live before this deploy)")
+                session.engine.remove(session.layout.router_container)
+                session.host.remove(router_config_path(session))
+        if self.started:
+            session.out.say(f"rollback: removing {self.new}")
+            session.engine.remove(session.layout.container(self.new))
+
+
+def record_state(session: Session, state: HostState) -> None:
+    session.host.write_file(session.layout.state_file, state.to_json())
+
+
+def append_history(session: Session, entry: dict[str, object]) -> None:
+    path = session.layout.history_file
+    existing = session.host.read_file(path) or b""
+    # Keep the history bounded: the last 500 lines are plenty for `status` and audits.
+    lines = existing.splitlines(keepends=True)[-499:]
+    session.host.write_file(path, b"".join(lines) + history_line(entry))
+
+
+def deploy(session: Session, *, force: bool = False) -> None:
+    """Run the cycle; the outcome and every figure land in session.result (raises DeployFailed on failure)."""
+    result = session.result
+    with session.phase("observe"):
+        observed, plan = make_plan(session, force=force)
+    if plan.unchanged:
+        session.out.say("unchanged: the spec is already live; nothing to do (use --force to redeploy)")
+        converge(session, observed)
+        result.outcome = "unchanged"
+        result.active_colour = observed.live.colour if observed.live else None
+        return
+    if plan.blockers:
+        raise DeployFailed("preflight refused the deploy, nothing was changed: " + "; ".join(plan.blockers))
+    old = observed.live.colour if observed.live is not None and observed.running(observed.live.colour) else None
+    cycle = _Cycle(session, observed, plan, plan.new_colour, old)
+    result.target = Release(
+        plan.new_colour,
+        session.loaded.spec.model.name,
+        session.loaded.spec.runtime.image,
+        session.loaded.spec_hash,
+        cycle.deployed_at,
+    )
+    result.previous_colour = old
+    try:
+        cycle.run()
+    except (BgdeployError, KeyboardInterrupt) as exc:
+        if isinstance(exc, colours.ContainerFailed):
+            result.failed_logs = [session.out.mask(line) for line in exc.logs]
+        result.failure = "interrupted (SIGINT/SIGTERM)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        try:
+            with session.phase("rollback"):
+                cycle.undo()
+        except BgdeployError as undo_error:
+            session.warn(f"rollback did not finish: {undo_error}; run `bgdeploy rollback` or deploy again")
+        result.active_colour = old
+        raise DeployFailed(result.failure) from None
+    result.outcome = "deployed"
+    result.active_colour = plan.new_colour
+
+
+def converge(session: Session, observed: Observed) -> None:
+    """After an interrupted deploy the router may already serve the new colour while state.json lags:
+    record what serves, and retire the other colour as keep_previous says."""
+    live = observed.live
+    state = observed.state
+    if live is None or (state.live is not None and state.live.colour == live.colour):
+        return
+    session.warn(f"state.json said {state.live.colour if state.live else 'nothing'} was live; recording {live.colour}")
+    record_state(session, state.with_live(live, utc_now()))
+    previous = other(live.colour)
+    if observed.running(previous) and session.loaded.spec.rollout.keep_previous != "running":
+        colours.drain(session, previous)
+        colours.retire(session, previous)

@@ -1,0 +1,122 @@
+"""One deploy per deployment name per host: an atomic lock file with owner, start time and a heartbeat.
+
+Created with O_EXCL on the host (atomic); a thread refreshes the heartbeat. A lock whose heartbeat is
+older than `stale_after` belonged to a process that was killed: it is taken over with a warning.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from bgdeploy.errors import BgdeployError, DeployFailed
+from bgdeploy.execute.clock import Clock, utc_now
+from bgdeploy.transports.base import Host
+
+HEARTBEAT_EVERY = 5.0
+STALE_AFTER = 45.0
+
+
+class LockHeld(DeployFailed):
+    """Another deploy of the same name holds the lock."""
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    owner: str
+    started: str
+    heartbeat: float
+    token: str
+
+    @classmethod
+    def parse(cls, raw: bytes | None) -> LockInfo | None:
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            return cls(str(data["owner"]), str(data["started"]), float(data["heartbeat"]), str(data["token"]))
+        except (ValueError, KeyError, TypeError):
+            # Half-written or foreign content: treat it as a lock with no heartbeat, i.e. stale.
+            return cls("unknown", "unknown", 0.0, "")
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.__dict__).encode()
+
+
+def default_owner() -> str:
+    actor = os.environ.get("GITHUB_ACTOR")
+    run = os.environ.get("GITHUB_RUN_ID")
+    who = f"{actor} (GitHub run {run})" if actor and run else getpass.getuser()
+    return f"{who} on {socket.gethostname()} pid {os.getpid()}"
+
+
+class HostLock:
+    def __init__(self, host: Host, path: str, clock: Clock, *, owner: str | None = None) -> None:
+        self._host = host
+        self._path = path
+        self._clock = clock
+        self._owner = owner or default_owner()
+        self._token = os.urandom(8).hex()
+        self._started = utc_now()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.warnings: list[str] = []
+
+    def _info(self) -> LockInfo:
+        return LockInfo(self._owner, self._started, time.time(), self._token)
+
+    def acquire(self, wait: float = 0.0) -> None:
+        """Take the lock, waiting up to `wait` seconds for a live holder; raise LockHeld naming it."""
+        deadline = self._clock.now() + wait
+        while True:
+            if self._host.create_exclusive(self._path, self._info().to_json()):
+                break
+            holder = LockInfo.parse(self._host.read_file(self._path))
+            if holder is None:
+                continue  # released between our two calls: try again
+            age = time.time() - holder.heartbeat
+            if age > STALE_AFTER:
+                self.warnings.append(
+                    f"took over a stale lock from {holder.owner} (started {holder.started}, no heartbeat for "
+                    f"{age:.0f}s: that deploy was killed); the host is checked and converged below"
+                )
+                self._host.write_file(self._path, self._info().to_json())
+                break
+            if self._clock.now() >= deadline:
+                raise LockHeld(
+                    f"another deploy of this name is running: {holder.owner}, started {holder.started}. Wait for "
+                    "it (--lock-wait SECONDS), or if it is gone for sure, run with --force-unlock"
+                )
+            self._clock.sleep(min(2.0, max(0.1, deadline - self._clock.now())))
+        self._thread = threading.Thread(target=self._beat, name="bgdeploy-lock-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_EVERY):
+            try:
+                current = LockInfo.parse(self._host.read_file(self._path))
+                if current is None or current.token != self._token:
+                    return  # force-unlocked or taken over: stop claiming it
+                self._host.write_file(self._path, self._info().to_json())
+            except BgdeployError:
+                return  # the connection is gone; the lock will go stale and be taken over
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=HEARTBEAT_EVERY + 1)
+        current = LockInfo.parse(self._host.read_file(self._path))
+        if current is not None and current.token == self._token:
+            self._host.remove(self._path)
+
+
+def force_unlock(host: Host, path: str) -> str | None:
+    """Remove the lock whoever holds it; return the holder's description (None when there was none)."""
+    holder = LockInfo.parse(host.read_file(path))
+    host.remove(path)
+    return None if holder is None else f"{holder.owner}, started {holder.started}"

@@ -1,0 +1,103 @@
+"""Read-only view of a deployment on the host: state file, containers and router config, cross-checked.
+
+Nothing is trusted blindly: the state file says what was meant to be live, the router says what is
+actually serving, and the containers say what runs. Disagreements become warnings and the router wins,
+since it is what clients reach.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bgdeploy.execute.session import Session
+from bgdeploy.plan.names import COLOURS, Colour
+from bgdeploy.plan.nginx import parse_managed_header
+from bgdeploy.plan.state import HostState, Release
+from bgdeploy.transports.docker_engine import ContainerInfo
+
+
+@dataclass(frozen=True)
+class Observed:
+    state: HostState
+    containers: dict[Colour, ContainerInfo | None]
+    router_container: ContainerInfo | None
+    router_weights: dict[Colour, int] | None
+    live: Release | None
+    warnings: tuple[str, ...]
+
+    def container(self, colour: Colour) -> ContainerInfo | None:
+        return self.containers.get(colour)
+
+    def running(self, colour: Colour) -> bool:
+        info = self.containers.get(colour)
+        return info is not None and info.running
+
+
+def router_config_path(session: Session) -> str:
+    if session.loaded.spec.router.mode == "host":
+        return session.loaded.spec.router.config_path or session.layout.host_include()
+    return f"{session.layout.router_dir}/nginx.conf"
+
+
+def _weights(header: dict[str, str] | None) -> dict[Colour, int] | None:
+    if header is None:
+        return None
+    weights: dict[Colour, int] = {}
+    for part in header.get("weights", "").split(","):
+        name, _, weight = part.partition(":")
+        for colour in COLOURS:
+            if name == colour and weight.isdigit():
+                weights[colour] = int(weight)
+    return weights or None
+
+
+def _release_of(info: ContainerInfo, colour: Colour) -> Release:
+    return Release(
+        colour=colour,
+        model=info.label("model"),
+        image=info.label("image"),
+        spec_hash=info.label("spec-hash"),
+        deployed_at=info.label("deployed-at"),
+    )
+
+
+def observe(session: Session) -> Observed:
+    layout = session.layout
+    state, warnings = HostState.from_json(layout.name, session.host.read_file(layout.state_file))
+    engine = session.engine
+    port = session.loaded.spec.runtime.port
+    containers: dict[Colour, ContainerInfo | None] = {c: engine.inspect(layout.container(c), port) for c in COLOURS}
+    router_container = (
+        engine.inspect(layout.router_container) if session.loaded.spec.router.mode == "container" else None
+    )
+    raw = session.host.read_file(router_config_path(session))
+    weights = _weights(parse_managed_header(raw.decode(errors="replace"))) if raw else None
+    if raw and weights is None:
+        warnings.append(f"{router_config_path(session)} exists but was not written by bgdeploy; it will be replaced")
+
+    routed: Colour | None = None
+    for colour, weight in (weights or {}).items():
+        if routed is None or weight > (weights or {})[routed]:
+            routed = colour
+    live: Release | None = None
+    if routed is not None:
+        info = containers.get(routed)
+        if info is not None and info.running:
+            live = _release_of(info, routed)
+            if state.live is not None and state.live.colour != routed:
+                warnings.append(
+                    f"state.json says {state.live.colour} is live but the router sends traffic to {routed}; "
+                    f"trusting the router (a previous deploy was interrupted)"
+                )
+        else:
+            warnings.append(f"the router points at {routed}, whose container is not running: nothing serves now")
+    elif state.live is not None:
+        info = containers.get(state.live.colour)
+        if info is not None and info.running:
+            warnings.append(f"state.json says {state.live.colour} is live but no router config routes to it")
+        else:
+            warnings.append(f"state.json says {state.live.colour} is live but its container is not running")
+
+    if live is not None and state.live is not None and state.live.colour == live.colour:
+        live = state.live  # the recorded release has the exact deploy time; labels agree on the rest
+    return Observed(state, containers, router_container, weights, live, tuple(warnings))

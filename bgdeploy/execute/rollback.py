@@ -1,0 +1,67 @@
+"""Make the previous colour live again: at once when it still runs, after starting and health-checking it
+when it was kept stopped. Refuses, changing nothing, when there is nothing to roll back to."""
+
+from __future__ import annotations
+
+from bgdeploy.errors import DeployFailed
+from bgdeploy.execute import colours
+from bgdeploy.execute.clock import utc_now
+from bgdeploy.execute.deploy import record_state
+from bgdeploy.execute.observe import observe
+from bgdeploy.execute.router import apply_weights
+from bgdeploy.execute.session import Session
+from bgdeploy.plan.names import Colour, other
+from bgdeploy.plan.state import Release
+
+
+def rollback(session: Session) -> None:
+    result = session.result
+    with session.phase("observe"):
+        observed = observe(session)
+    for warning in observed.warnings:
+        session.warn(warning)
+    live = observed.live
+    result.live_before = live
+    if live is None:
+        raise DeployFailed("nothing is live, so there is nothing to roll back from; deploy first")
+    target: Colour = other(live.colour)
+    info = observed.container(target)
+    if info is None:
+        raise DeployFailed(
+            f"nothing to roll back to: there is no {target} container (rollout.keep_previous: removed, or it was "
+            "never deployed); nothing was changed"
+        )
+    release = Release(
+        target, info.label("model"), info.label("image"), info.label("spec-hash"), info.label("deployed-at")
+    )
+    if observed.state.previous is not None and observed.state.previous.colour == target:
+        release = observed.state.previous
+    result.target = release
+    result.previous_colour = live.colour
+    port = session.loaded.spec.runtime.port
+    if not info.running:
+        with session.phase("start"):
+            session.out.say(f"rollback: starting the stopped {target} ({release.model})")
+            session.engine.start(session.layout.container(target), port)
+        try:
+            with session.phase("wait-ready"):
+                info = colours.wait_ready(session, target)
+        except DeployFailed:
+            session.engine.stop(session.layout.container(target), timeout=10)
+            raise
+    live_info = observed.container(live.colour)
+    ports: dict[Colour, int | None] = {target: info.host_port, live.colour: live_info.host_port if live_info else None}
+    with session.phase("switch"):
+        apply_weights(session, {target: 100}, ports, confirm=target)
+    with session.phase("drain"):
+        colours.drain(session, live.colour)
+    with session.phase("retire"):
+        # The rolled-back-from colour is kept stopped at least, so a later rollback can return to it.
+        if session.loaded.spec.rollout.keep_previous == "running":
+            session.out.say(f"retire: {live.colour} kept running")
+        else:
+            session.engine.stop(session.layout.container(live.colour), session.loaded.spec.rollout.drain_timeout)
+    with session.phase("record"):
+        record_state(session, observed.state.with_live(release, utc_now()))
+    result.outcome = "rolled-back"
+    result.active_colour = target

@@ -1,0 +1,80 @@
+"""Everything one command needs while it works on a host: the spec, the connection, the clock, the output."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from bgdeploy.execute.clock import Clock
+from bgdeploy.plan.names import Layout
+from bgdeploy.plan.result import Phase, Result
+from bgdeploy.spec.load import LoadedSpec
+from bgdeploy.transports.base import Host
+from bgdeploy.transports.docker_engine import DockerEngine
+
+
+@dataclass
+class Output:
+    """Progress lines on stderr, with elapsed time; secret values are masked whatever prints them."""
+
+    stream: TextIO = field(default_factory=lambda: sys.stderr)
+    secrets: tuple[str, ...] = ()
+    start: float = field(default_factory=time.monotonic)
+
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            if len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
+
+    def say(self, message: str) -> None:
+        elapsed = time.monotonic() - self.start
+        print(self.mask(f"[{elapsed:6.1f}s] {message}"), file=self.stream, flush=True)
+
+    def warn(self, message: str) -> None:
+        self.say(f"warning: {message}")
+
+
+@dataclass
+class Session:
+    loaded: LoadedSpec
+    host: Host
+    layout: Layout
+    clock: Clock
+    out: Output
+    environ: Mapping[str, str]
+    result: Result
+    _engine: DockerEngine | None = None
+
+    @property
+    def spec_dir(self) -> Path:
+        return Path(self.loaded.path).resolve().parent
+
+    @property
+    def engine(self) -> DockerEngine:
+        if self._engine is None:
+            self._engine = DockerEngine(self.host.docker())
+        return self._engine
+
+    def warn(self, message: str) -> None:
+        self.result.warnings.append(message)
+        self.out.warn(message)
+
+    @contextlib.contextmanager
+    def phase(self, name: str, detail: str = "") -> Iterator[Phase]:
+        """Time a phase and record it in the result, failed when it raises."""
+        record = Phase(name, 0.0, "ok", detail)
+        start = self.clock.now()
+        try:
+            yield record
+        except BaseException:
+            record.outcome = "failed"
+            raise
+        finally:
+            record.seconds = round(self.clock.now() - start, 3)
+            self.result.phases.append(record)

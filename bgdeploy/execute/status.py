@@ -1,0 +1,82 @@
+"""`bgdeploy status`: what is live, each colour's health, the router, and the last deploys. Read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bgdeploy.execute.observe import observe
+from bgdeploy.execute.session import Session
+from bgdeploy.plan.names import COLOURS
+from bgdeploy.plan.state import parse_history
+from bgdeploy.transports.http import ServerClient
+
+
+def status(session: Session) -> dict[str, Any]:
+    spec = session.loaded.spec
+    observed = observe(session)
+    colours: dict[str, Any] = {}
+    for colour in COLOURS:
+        info = observed.container(colour)
+        entry: dict[str, Any] = {"container": "absent"}
+        if info is not None:
+            entry = {
+                "container": info.status,
+                "model": info.label("model"),
+                "image": info.label("image"),
+                "spec_hash": info.label("spec-hash"),
+                "deployed_at": info.label("deployed-at"),
+                "health": "not running",
+            }
+            if info.running and info.host_port is not None:
+                with ServerClient(f"http://127.0.0.1:{session.host.reach(info.host_port)}", timeout=5) as client:
+                    probe = client.probe(spec.health.path, timeout=spec.health.timeout)
+                entry["health"] = "healthy" if probe.state == "ready" else f"{probe.state} ({probe.detail})"
+        colours[colour] = entry
+    live = observed.live
+    return {
+        "name": spec.name,
+        "host": session.host.description,
+        "live": None if live is None else live.__dict__,
+        "since": observed.state.since,
+        "previous": None if observed.state.previous is None else observed.state.previous.__dict__,
+        "router": {
+            "mode": spec.router.mode,
+            "weights": observed.router_weights or {},
+            "container": None if observed.router_container is None else observed.router_container.status,
+        },
+        "colours": colours,
+        "history": parse_history(session.host.read_file(session.layout.history_file), limit=5),
+        "warnings": list(observed.warnings),
+    }
+
+
+def render_status(data: dict[str, Any]) -> str:
+    lines = [f"{data['name']} on {data['host']}"]
+    live = data["live"]
+    if live is None:
+        lines.append("live: nothing")
+    else:
+        lines.append(
+            f"live: {live['colour']}: {live['model']} ({live['image']}), spec {live['spec_hash']}, "
+            f"since {data['since'] or live['deployed_at']}"
+        )
+    weights = ", ".join(f"{c} {w}%" for c, w in data["router"]["weights"].items()) or "no config"
+    lines.append(f"router ({data['router']['mode']}): {weights}")
+    for colour, entry in data["colours"].items():
+        if entry["container"] == "absent":
+            lines.append(f"  {colour}: no container")
+        else:
+            lines.append(
+                f"  {colour}: {entry['container']}, {entry['health']}: {entry['model']} ({entry['image']}), "
+                f"deployed {entry['deployed_at']}"
+            )
+    if data["history"]:
+        lines.append("last deploys:")
+        for item in reversed(data["history"]):
+            target = item.get("to") or {}
+            lines.append(
+                f"  {item.get('at', '?')} {item.get('command', '?')} {item.get('outcome', '?')}: "
+                f"{target.get('colour', '-')} {target.get('model', '')} by {item.get('who', '?')}"
+            )
+    lines += [f"warning: {w}" for w in data["warnings"]]
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""What a colour's container looks like, derived from the spec: command line, env, labels. Pure.
+
+The container's argv is built as a list (never a shell string), so nothing from the spec is interpreted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bgdeploy.errors import UsageError
+from bgdeploy.plan.names import LABEL_PREFIX, Colour, Layout
+from bgdeploy.spec.models import Spec
+
+
+@dataclass(frozen=True)
+class ContainerPlan:
+    name: str
+    image: str
+    command: tuple[str, ...]
+    env: dict[str, str]
+    secret_names: tuple[str, ...]
+    labels: dict[str, str]
+    gpus: tuple[int, ...]
+    volumes: tuple[str, ...]
+    shm_size: str | None
+    port: int
+    stop_timeout: int
+
+
+def server_args(spec: Spec) -> list[str]:
+    """The server's arguments: vLLM's flags from the spec, or runtime.command with placeholders filled."""
+    values = {"model": spec.model.name, "served_name": spec.model.effective_served_name, "port": str(spec.runtime.port)}
+    if spec.runtime.command is not None:
+        return [part.format(**values) for part in spec.runtime.command] + list(spec.runtime.args)
+    args = ["--model", spec.model.name]
+    if spec.model.revision:
+        args += ["--revision", spec.model.revision]
+    args += [
+        "--served-model-name",
+        spec.model.effective_served_name,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(spec.runtime.port),
+        "--gpu-memory-utilization",
+        f"{spec.runtime.gpu_memory_utilization:g}",
+    ]
+    if spec.runtime.max_model_len is not None:
+        args += ["--max-model-len", str(spec.runtime.max_model_len)]
+    return args + list(spec.runtime.args)
+
+
+def secret_values(spec: Spec, environ: Mapping[str, str]) -> dict[str, str]:
+    """The secret env values from the runner's environment; a missing one is a usage error (named, not shown)."""
+    missing = [name for name in spec.runtime.secret_env if name not in environ]
+    if missing:
+        raise UsageError(
+            f"runtime.secret_env names {', '.join(missing)}, but the runner's environment does not set "
+            f"{'it' if len(missing) == 1 else 'them'}; export it (in CI: from a secret) before deploying"
+        )
+    return {name: environ[name] for name in spec.runtime.secret_env}
+
+
+def plan_container(spec: Spec, layout: Layout, colour: Colour, spec_hash: str, deployed_at: str) -> ContainerPlan:
+    labels = {
+        f"{LABEL_PREFIX}name": spec.name,
+        f"{LABEL_PREFIX}colour": colour,
+        f"{LABEL_PREFIX}model": spec.model.name,
+        f"{LABEL_PREFIX}image": spec.runtime.image,
+        f"{LABEL_PREFIX}spec-hash": spec_hash,
+        f"{LABEL_PREFIX}deployed-at": deployed_at,
+    }
+    gpus = spec.gpus.blue if colour == "blue" else spec.gpus.green
+    return ContainerPlan(
+        name=layout.container(colour),
+        image=spec.runtime.image,
+        command=tuple(server_args(spec)),
+        env=dict(spec.runtime.env),
+        secret_names=tuple(spec.runtime.secret_env),
+        labels=labels,
+        gpus=tuple(gpus),
+        volumes=tuple(spec.runtime.volumes),
+        shm_size=spec.runtime.shm_size,
+        port=spec.runtime.port,
+        # Docker's SIGTERM→SIGKILL grace must cover the drain, so in-flight answers can finish.
+        stop_timeout=math.ceil(spec.rollout.drain_timeout) + 10,
+    )

@@ -1,0 +1,141 @@
+"""The markdown report of a command: outcome first, then the plan, validation, live checks and timings.
+
+Model output and container logs are untrusted: they are escaped so they cannot break the table, inject
+HTML, mention people or forge a hidden marker.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bgdeploy.plan.result import Result
+from bgdeploy.plan.verdict import PromptResult, Verdict, format_rate, format_seconds
+
+ANSWER_CHARS = 120
+LOG_LINES = 20
+
+_OUTCOME = {
+    "deployed": "✅ **Deployed**",
+    "unchanged": "⏸️ **Unchanged**",
+    "failed": "❌ **Deploy failed**",
+    "rolled-back": "↩️ **Rolled back**",
+    "planned": "📝 **Planned**",
+    "invalid": "⚠️ **Invalid spec**",
+}
+
+
+def escape_inline(text: str, limit: int = ANSWER_CHARS) -> str:
+    """Untrusted text made safe inside a markdown table cell."""
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", text)
+    # A zero-width joiner after @ keeps "@someone" from pinging anyone.
+    return text.replace("@", "@\u200d")
+
+
+def escape_block(lines: list[str]) -> str:
+    """Untrusted lines inside a fenced block: the fence cannot be closed from inside."""
+    body = "\n".join(line.replace("```", "`\u200b``").replace("@", "@\u200d") for line in lines)
+    return f"```text\n{body}\n```"
+
+
+def _verdict_rows(green: Verdict, blue: Verdict | None, green_name: str, blue_name: str) -> list[str]:
+    header = f"| prompt | {green_name} | latency | answer |"
+    rule = "| --- | --- | --- | --- |"
+    if blue is not None:
+        header += f" {blue_name} | latency | answer |"
+        rule += " --- | --- | --- |"
+    rows = [header, rule]
+    blue_by_name = {r.name: r for r in blue.results} if blue else {}
+    for res in green.results:
+        row = "| " + " | ".join([escape_inline(res.name, 40), *_cells(res)]) + " |"
+        if blue is not None:
+            other = blue_by_name.get(res.name)
+            row += " " + " | ".join(_cells(other) if other else ["-", "-", "-"]) + " |"
+        rows.append(row)
+    return rows
+
+
+def _cells(res: PromptResult) -> list[str]:
+    mark = "✅ pass" if res.passed else "❌ " + escape_inline("; ".join(res.failures), 80)
+    answer = res.answer.text if res.answer.text is not None else (res.answer.error or "")
+    return [mark, format_seconds(res.answer.latency_s), escape_inline(answer)]
+
+
+def _checks(verdict: Verdict) -> list[str]:
+    if not verdict.checks:
+        return []
+    rows = ["| threshold | limit | measured | |", "| --- | --- | --- | --- |"]
+    rows += [f"| {c.name} | {c.limit} | {c.actual} | {'✅' if c.ok else '❌'} |" for c in verdict.checks]
+    return rows
+
+
+def headline(result: Result, *, markdown: bool = True) -> str:
+    """One line, outcome first. Plain text (for a terminal) when not `markdown`."""
+    if not markdown:
+        return _plain(headline(result))
+    outcome = _OUTCOME.get(result.outcome, result.outcome)
+    target = result.target
+    before = result.live_before
+    if result.outcome == "deployed" and target is not None:
+        frm = f" (was {before.colour}: `{escape_inline(before.model, 80)}`)" if before else ""
+        return f"{outcome}: {target.colour} now serves `{escape_inline(target.model, 80)}`{frm}"
+    if result.outcome == "failed":
+        live = f"{result.active_colour} still serves" if result.active_colour else "nothing was live before"
+        return f"{outcome}: {live}. {escape_inline(result.failure or 'unknown failure', 300)}"
+    if result.outcome == "rolled-back" and target is not None:
+        return f"{outcome}: {target.colour} serves `{escape_inline(target.model, 80)}` again"
+    if result.outcome == "unchanged" and before is not None:
+        return f"{outcome}: {before.colour} already serves `{escape_inline(before.model, 80)}` with this spec"
+    return outcome
+
+
+def _plain(text: str) -> str:
+    text = text.replace("**", "").replace("`", "").replace("@\u200d", "@")
+    text = re.sub(r"\\([\\`*_{}\[\]()#+!|~])", r"\1", text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def render(result: Result) -> str:
+    lines = [f"### bgdeploy `{result.name}`: {result.command}", "", headline(result), ""]
+    plan = result.plan
+    if plan is not None and plan.changes:
+        lines += ["| change | before | after |", "| --- | --- | --- |"]
+        lines += [f"| {c.what} | {escape_inline(c.before, 80)} | {escape_inline(c.after, 80)} |" for c in plan.changes]
+        lines.append("")
+    if result.gpu_lines:
+        lines += ["GPUs on the host:", *[f"- {escape_inline(g, 200)}" for g in result.gpu_lines], ""]
+    if plan is not None and plan.blockers:
+        lines += ["**Preflight blockers:**", *[f"- {escape_inline(b, 400)}" for b in plan.blockers], ""]
+    if plan is not None and result.command == "plan":
+        lines += ["Steps:", "", *[f"    {s.render(i)}" for i, s in enumerate(plan.steps, start=1)], ""]
+    if result.validation is not None:
+        new = result.target.colour if result.target else "new"
+        old = result.previous_colour or "live"
+        lines += [f"#### Validation of {new}", ""]
+        lines += _verdict_rows(result.validation, result.live_validation, new, old)
+        lines += ["", *_checks(result.validation), ""]
+    if result.smoke is not None:
+        lines += ["#### Smoke test through the router", "", *_verdict_rows(result.smoke, None, "result", ""), ""]
+    if result.bake is not None:
+        b = result.bake
+        p95 = format_seconds(b.p95_latency_s) if b.p95_latency_s is not None else "-"
+        state = "breached" if b.breaches else ("inconclusive (too few requests)" if b.inconclusive else "ok")
+        lines += [
+            "#### Live traffic (bake)",
+            "",
+            f"{b.requests} requests, {b.errors} errors ({format_rate(b.error_rate)}), p95 {p95}: {state}",
+            *[f"- {escape_inline(x, 300)}" for x in b.breaches],
+            "",
+        ]
+    if result.failed_logs:
+        lines += ["#### Last log lines of the failed container", "", escape_block(result.failed_logs[-LOG_LINES:]), ""]
+    if result.phases:
+        lines += ["| phase | time | |", "| --- | --- | --- |"]
+        lines += [f"| {p.name} | {format_seconds(p.seconds)} | {p.outcome} |" for p in result.phases]
+        lines += ["", f"Total: {format_seconds(result.duration_s)}", ""]
+    if result.warnings:
+        lines += ["**Warnings:**", *[f"- {escape_inline(w, 400)}" for w in result.warnings], ""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,57 @@
+"""The structured result of a command (`--json`), from which reports and GitHub comments are rendered."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from bgdeploy.plan.state import Release
+from bgdeploy.plan.steps import DeployPlan
+from bgdeploy.plan.verdict import LiveVerdict, Verdict
+
+Outcome = Literal["deployed", "unchanged", "failed", "rolled-back", "planned", "invalid"]
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float
+    outcome: Literal["ok", "failed", "skipped"]
+    detail: str = ""
+
+
+@dataclass
+class Result:
+    command: str
+    name: str
+    outcome: Outcome = "failed"
+    active_colour: str | None = None
+    previous_colour: str | None = None
+    live_before: Release | None = None
+    target: Release | None = None
+    plan: DeployPlan | None = None
+    phases: list[Phase] = field(default_factory=list)
+    validation: Verdict | None = None
+    live_validation: Verdict | None = None
+    smoke: Verdict | None = None
+    bake: LiveVerdict | None = None
+    failure: str | None = None
+    failed_logs: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    gpu_lines: list[str] = field(default_factory=list)
+    started_at: str = ""
+    duration_s: float = 0.0
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def phase_seconds(self, name: str) -> float:
+        return sum(p.seconds for p in self.phases if p.name == name)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True, default=_default) + "\n"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

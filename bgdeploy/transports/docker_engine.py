@@ -1,0 +1,205 @@
+"""The host's Docker engine, through the docker SDK: the container operations a deploy needs.
+
+docker-py exceptions stop here and come out as TransportError naming the container and the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container
+from docker.types import DeviceRequest, LogConfig
+
+from bgdeploy.errors import TransportError
+from bgdeploy.plan.container import ContainerPlan
+from bgdeploy.plan.names import LABEL_PREFIX
+
+T = TypeVar("T")
+ROUTER_PORT = 8080  # nginx's port inside the router container; published on router.bind:router.listen
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """What a deploy needs to know of a container, read from `docker inspect`."""
+
+    name: str
+    id: str
+    status: str  # created | running | restarting | exited | paused | dead
+    exit_code: int
+    restart_count: int
+    labels: dict[str, str]
+    host_port: int | None  # where the server port is published on the host's 127.0.0.1
+    oom_killed: bool
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    def label(self, key: str) -> str:
+        return self.labels.get(f"{LABEL_PREFIX}{key}", "")
+
+
+@contextlib.contextmanager
+def _docker_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except NotFound as exc:
+        raise TransportError(f"{what}: not found ({exc.explanation})") from None
+    except (APIError, DockerException) as exc:
+        detail = getattr(exc, "explanation", None) or str(exc)
+        raise TransportError(f"{what} failed: {detail}") from None
+
+
+def _call(what: str, fn: Callable[[], T]) -> T:
+    with _docker_errors(what):
+        return fn()
+    raise AssertionError("unreachable")  # pragma: no cover - the context manager either returns or raises
+
+
+class DockerEngine:
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+
+    def inspect(self, name: str, port: int | None = None) -> ContainerInfo | None:
+        try:
+            container = self.client.containers.get(name)
+        except NotFound:
+            return None
+        except (APIError, DockerException) as exc:
+            raise TransportError(f"inspecting container {name} failed: {exc}") from None
+        return _info(container, port)
+
+    def list_labelled(self, name: str) -> list[ContainerInfo]:
+        found = _call(
+            "listing containers",
+            lambda: self.client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}name={name}"}),
+        )
+        return [_info(c, None) for c in found]
+
+    def image_present(self, image: str) -> bool:
+        try:
+            self.client.images.get(image)
+            return True
+        except ImageNotFound:
+            return False
+        except (APIError, DockerException) as exc:
+            raise TransportError(f"checking image {image} failed: {exc}") from None
+
+    def pull(self, image: str) -> None:
+        repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "latest")
+        with _docker_errors(f"pulling {image} (check the name and the host's registry access)"):
+            self.client.images.pull(repository, tag=tag or "latest")
+
+    def ensure_network(self, name: str) -> None:
+        with _docker_errors(f"creating network {name}"):
+            if not self.client.networks.list(names=[name]):
+                self.client.networks.create(name, driver="bridge", labels={f"{LABEL_PREFIX}managed": "true"})
+
+    def run(self, plan: ContainerPlan, secrets: Mapping[str, str], network: str | None) -> ContainerInfo:
+        """Create and start the container (the secret values go to the engine only, never to a log)."""
+        api = self.client.api  # the low-level API: the high-level one cannot set a container's stop timeout
+        devices = [DeviceRequest(device_ids=[str(g) for g in plan.gpus], capabilities=[["gpu"]])] if plan.gpus else []
+        with _docker_errors(f"starting container {plan.name} from {plan.image}"):
+            host_config = api.create_host_config(
+                device_requests=devices or None,
+                binds=[v if v.count(":") == 2 else f"{v}:rw" for v in plan.volumes] or None,
+                port_bindings={plan.port: ("127.0.0.1", None)},
+                restart_policy={"Name": "unless-stopped"},
+                log_config=LogConfig(type="json-file", config={"max-size": "50m", "max-file": "3"}),
+                shm_size=plan.shm_size,
+                network_mode=network,
+            )
+            endpoints: Any = {network: api.create_endpoint_config()} if network else None
+            networking = api.create_networking_config(endpoints) if network else None
+            created = api.create_container(
+                plan.image,
+                command=list(plan.command),
+                name=plan.name,
+                environment={**plan.env, **secrets},
+                labels=plan.labels,
+                ports=[plan.port],
+                host_config=host_config,
+                networking_config=networking,
+                stop_signal="SIGTERM",
+                stop_timeout=plan.stop_timeout,
+                detach=True,
+            )
+            api.start(created["Id"])
+            container = self.client.containers.get(created["Id"])
+        return _info(container, plan.port)
+
+    def start(self, name: str, port: int) -> ContainerInfo:
+        with _docker_errors(f"starting container {name}"):
+            container = self.client.containers.get(name)
+            container.start()
+            container.reload()
+        return _info(container, port)
+
+    def stop(self, name: str, timeout: float) -> None:
+        with _docker_errors(f"stopping container {name}"), contextlib.suppress(NotFound):
+            self.client.containers.get(name).stop(timeout=int(timeout))
+
+    def remove(self, name: str) -> None:
+        with _docker_errors(f"removing container {name}"), contextlib.suppress(NotFound):
+            self.client.containers.get(name).remove(force=True)
+
+    def logs(self, name: str, lines: int = 40) -> list[str]:
+        """The last lines of a container's output; [] when there is none (never raises)."""
+        try:
+            raw = self.client.containers.get(name).logs(tail=lines)
+        except (APIError, DockerException):
+            return []
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        return text.splitlines()[-lines:]
+
+    def exec(self, name: str, argv: list[str]) -> tuple[int, str]:
+        with _docker_errors(f"running {argv[0]} in container {name}"):
+            result = self.client.containers.get(name).exec_run(argv, stdout=True, stderr=True)
+        output = result.output.decode(errors="replace") if isinstance(result.output, bytes) else str(result.output)
+        return int(result.exit_code or 0), output
+
+    def run_router(
+        self, name: str, image: str, network: str, publish: tuple[str, int], mount: str, labels: dict[str, str]
+    ) -> ContainerInfo:
+        bind, port = publish
+        with _docker_errors(f"starting the router container {name} from {image}"):
+            kwargs: dict[str, Any] = {
+                "command": ["nginx", "-c", "/etc/bgdeploy/nginx.conf", "-g", "daemon off;"],
+                "name": name,
+                "detach": True,
+                "network": network,
+                "ports": {f"{ROUTER_PORT}/tcp": (bind, port)},
+                "volumes": {mount: {"bind": "/etc/bgdeploy", "mode": "rw"}},
+                "labels": labels,
+                "restart_policy": {"Name": "unless-stopped"},
+            }
+            container = self.client.containers.run(image, **kwargs)
+            container.reload()
+        return _info(container, None)
+
+
+def _info(container: Container, port: int | None) -> ContainerInfo:
+    attrs: dict[str, Any] = container.attrs or {}
+    state = attrs.get("State") or {}
+    host_port: int | None = None
+    bindings = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    for key, entries in bindings.items():
+        if entries and (port is None or key == f"{port}/tcp"):
+            with contextlib.suppress(KeyError, ValueError, TypeError):
+                host_port = int(entries[0]["HostPort"])
+                break
+    return ContainerInfo(
+        name=(container.name or "").lstrip("/"),
+        id=container.id or "",
+        status=str(state.get("Status", "unknown")),
+        exit_code=int(state.get("ExitCode") or 0),
+        restart_count=int(attrs.get("RestartCount") or 0),
+        labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+        host_port=host_port,
+        oom_killed=bool(state.get("OOMKilled")),
+    )
