@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from bgdeploy.execute.router import access_log_path
@@ -42,10 +42,13 @@ def log_offset(session: Session) -> int:
     return len(session.host.read_from(access_log_path(session), 0))
 
 
-def bake(session: Session, colour: str, offset: int, seconds: float) -> LiveVerdict:
+def bake(
+    session: Session, colour: str, offset: int, seconds: float, alive: Callable[[], None] | None = None
+) -> LiveVerdict:
     """Watch the router's access log for `seconds`, judging `colour`'s live traffic against rollback_on.
 
-    Stops at the first breach. Returns the verdict over the whole window.
+    Stops at the first breach. Returns the verdict over the whole window. `alive` is called at each
+    look and raises when the colour's container died or restarted meanwhile.
     """
     spec = session.loaded.spec
     path = access_log_path(session)
@@ -60,6 +63,8 @@ def bake(session: Session, colour: str, offset: int, seconds: float) -> LiveVerd
         *lines, buffer = buffer.split(b"\n")
         samples += parse_access_log(line.decode(errors="replace") for line in lines)
         verdict = judge_live(samples, colour, spec.rollout.rollback_on)
+        if alive is not None:
+            alive()
         elapsed = session.clock.now() - start
         if verdict.breaches:
             return verdict

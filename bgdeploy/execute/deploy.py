@@ -130,7 +130,7 @@ class _Cycle:
                 session.out.say(f"switch: canary step {number}: {step.weight}% to {self.new}")
                 self.switched = True
                 apply_weights(session, weights, self.host_ports, confirm=None)
-                verdict = bake(session, self.new, self.offset, step.bake)
+                verdict = bake(session, self.new, self.offset, step.bake, self.alive)
                 session.result.bake = verdict
                 if verdict.breaches:
                     raise DeployFailed(f"canary step {number} ({step.weight}%): " + "; ".join(verdict.breaches))
@@ -147,13 +147,14 @@ class _Cycle:
         # Through the router: the live endpoint clients use. Only per-prompt expectations apply here.
         verdict: Verdict = ask_all(session, router_port(session), wanted, Thresholds(pass_rate=1.0, max_error_rate=0))
         session.result.smoke = verdict
+        self.alive()
         session.out.say(f"smoke: {describe(verdict)}")
         if not verdict.passed:
             raise DeployFailed(f"smoke test through the router failed after the switch: {describe(verdict)}")
 
     def step_bake(self) -> None:
         session = self.session
-        verdict = bake(session, self.new, self.offset, session.loaded.spec.rollout.bake)
+        verdict = bake(session, self.new, self.offset, session.loaded.spec.rollout.bake, self.alive)
         session.result.bake = verdict
         if verdict.breaches:
             raise DeployFailed("live traffic breached rollout.rollback_on: " + "; ".join(verdict.breaches))
@@ -174,6 +175,15 @@ class _Cycle:
         if self.observed.live is not None and (state.live is None or state.live.colour != self.observed.live.colour):
             state = state.with_live(self.observed.live, state.since)
         record_state(session, state.with_live(release, utc_now()))
+
+    def alive(self) -> None:
+        """The new colour must not die or restart once it takes traffic (Docker would restart it quietly)."""
+        name = self.session.layout.container(self.new)
+        info = self.session.engine.inspect(name, self.session.loaded.spec.runtime.port)
+        if info is None or not info.running or info.restart_count > 0:
+            state = "is gone" if info is None else f"{info.status}, restarted {info.restart_count} time(s)"
+            logs = self.session.engine.logs(name, colours.LOG_LINES)
+            raise colours.ContainerFailed(f"{name} died after taking traffic ({state})", logs)
 
     # -- failure -------------------------------------------------------------------------------------------
 

@@ -76,16 +76,10 @@ class HostLock:
         while True:
             if self._host.create_exclusive(self._path, self._info().to_json()):
                 break
-            holder = LockInfo.parse(self._host.read_file(self._path))
-            if holder is None:
-                continue  # released between our two calls: try again
+            # None: released between our two calls; count it as a live holder and try again shortly.
+            holder = LockInfo.parse(self._host.read_file(self._path)) or LockInfo("someone", "now", time.time(), "")
             age = time.time() - holder.heartbeat
-            if age > STALE_AFTER:
-                self.warnings.append(
-                    f"took over a stale lock from {holder.owner} (started {holder.started}, no heartbeat for "
-                    f"{age:.0f}s: that deploy was killed); the host is checked and converged below"
-                )
-                self._host.write_file(self._path, self._info().to_json())
+            if age > STALE_AFTER and self._take_over(holder, age):
                 break
             if self._clock.now() >= deadline:
                 raise LockHeld(
@@ -95,6 +89,27 @@ class HostLock:
             self._clock.sleep(min(2.0, max(0.1, deadline - self._clock.now())))
         self._thread = threading.Thread(target=self._beat, name="bgdeploy-lock-heartbeat", daemon=True)
         self._thread.start()
+
+    def _take_over(self, holder: LockInfo, age: float) -> bool:
+        """Move the stale lock aside (a rename: only one of several takers wins), then create ours."""
+        aside = f"{self._path}.stale-{self._token}"
+        try:
+            self._host.rename(self._path, aside)
+        except BgdeployError:
+            return False  # someone else moved it first
+        moved = LockInfo.parse(self._host.read_file(aside))
+        self._host.remove(aside)
+        if moved is not None and moved.token != holder.token:
+            # We moved a fresh lock that another taker had just created: give it back and keep waiting.
+            self._host.create_exclusive(self._path, moved.to_json())
+            return False
+        if not self._host.create_exclusive(self._path, self._info().to_json()):
+            return False
+        self.warnings.append(
+            f"took over a stale lock from {holder.owner} (started {holder.started}, no heartbeat for {age:.0f}s: "
+            "that deploy was killed); the host is checked and converged below"
+        )
+        return True
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_EVERY):

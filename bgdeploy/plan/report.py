@@ -80,15 +80,15 @@ def headline(result: Result, *, markdown: bool = True) -> str:
     target = result.target
     before = result.live_before
     if result.outcome == "deployed" and target is not None:
-        frm = f" (was {before.colour}: `{escape_inline(before.model, 80)}`)" if before else ""
-        return f"{outcome}: {target.colour} now serves `{escape_inline(target.model, 80)}`{frm}"
+        frm = f" (was {before.colour}: {escape_inline(before.model, 80)})" if before else ""
+        return f"{outcome}: {target.colour} now serves {escape_inline(target.model, 80)}{frm}"
     if result.outcome == "failed":
         live = f"{result.active_colour} still serves" if result.active_colour else "nothing was live before"
         return f"{outcome}: {live}. {escape_inline(result.failure or 'unknown failure', 300)}"
     if result.outcome == "rolled-back" and target is not None:
-        return f"{outcome}: {target.colour} serves `{escape_inline(target.model, 80)}` again"
+        return f"{outcome}: {target.colour} serves {escape_inline(target.model, 80)} again"
     if result.outcome == "unchanged" and before is not None:
-        return f"{outcome}: {before.colour} already serves `{escape_inline(before.model, 80)}` with this spec"
+        return f"{outcome}: {before.colour} already serves {escape_inline(before.model, 80)} with this spec"
     return outcome
 
 

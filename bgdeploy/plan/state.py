@@ -88,11 +88,13 @@ def parse_history(raw: bytes | None, limit: int = 10) -> list[dict[str, Any]]:
     if not raw:
         return []
     entries: list[dict[str, Any]] = []
-    for line in raw.decode(errors="replace").splitlines()[-limit * 2 :]:
+    for line in reversed(raw.decode(errors="replace").splitlines()):
         try:
             item = json.loads(line)
         except ValueError:
             continue
         if isinstance(item, dict):
             entries.append(item)
-    return entries[-limit:]
+            if len(entries) == limit:
+                break
+    return entries[::-1]

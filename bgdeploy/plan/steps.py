@@ -151,6 +151,12 @@ def plan_deploy(spec: Spec, spec_hash: str, view: HostView, *, force: bool = Fal
     return DeployPlan(new, False, tuple(changes), tuple(steps))
 
 
+def _router_skip(spec: Spec, view: HostView) -> str | None:
+    if spec.router.mode == "host":
+        return "router.mode is host: the host's own nginx routes"
+    return "the router is running" if view.router_running else None
+
+
 def _switch_summary(spec: Spec, new: Colour) -> str:
     if spec.rollout.strategy == "canary":
         weights = " → ".join(f"{s.weight}% ({format_duration(s.bake)})" for s in spec.rollout.steps)

@@ -1,0 +1,347 @@
+"""Wait loops on an injected clock, and the host lock on an in-memory host: nothing sleeps, nothing connects."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import cast
+
+import pytest
+
+from bgdeploy.errors import DeployFailed, TransportError
+from bgdeploy.execute import lock as lock_module
+from bgdeploy.execute.clock import poll
+from bgdeploy.execute.lock import STALE_AFTER, HostLock, LockHeld, LockInfo, force_unlock
+from bgdeploy.transports.base import Host
+
+PATH = "/home/deploy/.bgdeploy/chat/lock"
+
+
+class FakeClock:
+    """now() is a counter; sleep(s) advances it and records s."""
+
+    def __init__(self, start: float = 1000.0, on_sleep: Callable[[], None] | None = None) -> None:
+        self.t = start
+        self.sleeps: list[float] = []
+        self.on_sleep = on_sleep
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.t += seconds
+        if self.on_sleep is not None:
+            self.on_sleep()
+
+
+class FakeHost:
+    """Only what lock.py calls, on a dict."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.fail_reads_after: int | None = None
+        self.reads = 0
+        self.writes = 0
+
+    def create_exclusive(self, path: str, data: bytes) -> bool:
+        if path in self.files:
+            return False
+        self.files[path] = data
+        return True
+
+    def read_file(self, path: str) -> bytes | None:
+        self.reads += 1
+        if self.fail_reads_after is not None and self.reads > self.fail_reads_after:
+            raise TransportError("the connection is gone")
+        return self.files.get(path)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        self.writes += 1
+        self.files[path] = data
+
+    def remove(self, path: str) -> None:
+        self.files.pop(path, None)
+
+    def rename(self, source: str, target: str) -> None:
+        if source not in self.files:
+            raise TransportError(f"cannot rename {source}: no such file")
+        self.files[target] = self.files.pop(source)
+
+
+def as_host(fake: FakeHost) -> Host:
+    return cast(Host, fake)
+
+
+def holder(fake: FakeHost) -> LockInfo:
+    info = LockInfo.parse(fake.files.get(PATH))
+    assert info is not None
+    return info
+
+
+def host_lock(fake: FakeHost, owner: str, clock: FakeClock | None = None) -> HostLock:
+    return HostLock(as_host(fake), PATH, clock or FakeClock(), owner=owner)
+
+
+# --- poll -------------------------------------------------------------------------------------------------
+
+
+def test_poll_returns_the_first_result_without_sleeping() -> None:
+    clock = FakeClock()
+    assert poll(lambda: "ready", timeout=10, interval=1, clock=clock, what="x") == "ready"
+    assert clock.sleeps == []
+
+
+def test_poll_returns_the_first_non_none_result() -> None:
+    clock = FakeClock()
+    answers: list[int | None] = [None, None, 0, 5]
+    waits: list[float] = []
+    result = poll(lambda: answers.pop(0), timeout=60, interval=2, clock=clock, what="x", on_wait=waits.append)
+    assert result == 0  # falsy but not None: done
+    assert answers == [5]
+    assert clock.sleeps == [2, 2]
+    assert waits == [0, 2]
+
+
+def test_poll_gives_up_after_the_timeout() -> None:
+    clock = FakeClock()
+    calls: list[float] = []
+    waits: list[float] = []
+
+    def check() -> str | None:
+        calls.append(clock.now())
+        return None
+
+    with pytest.raises(DeployFailed) as info:
+        poll(
+            check,
+            timeout=5,
+            interval=2,
+            clock=clock,
+            what="green did not become ready",
+            fix="look at the container's logs",
+            on_wait=waits.append,
+        )
+    message = str(info.value)
+    assert message == "green did not become ready: gave up after 5s (4 tries); look at the container's logs"
+    assert waits == [0, 2, 4]
+    # The last sleep is cut so the last try is at the deadline, not past it.
+    assert clock.sleeps == [2, 2, 1]
+    assert calls == [1000, 1002, 1004, 1005]
+
+
+def test_poll_without_fix_has_no_hint() -> None:
+    with pytest.raises(DeployFailed) as info:
+        poll(lambda: None, timeout=0, interval=1, clock=FakeClock(), what="never")
+    assert str(info.value) == "never: gave up after 0s (1 tries)"
+
+
+def test_poll_propagates_an_exception_from_check_at_once() -> None:
+    clock = FakeClock()
+    tries: list[int] = []
+
+    def check() -> str | None:
+        tries.append(1)
+        if len(tries) == 2:
+            raise DeployFailed("the container exited with code 137")
+        return None
+
+    with pytest.raises(DeployFailed, match="exited with code 137"):
+        poll(check, timeout=600, interval=5, clock=clock, what="x")
+    assert len(tries) == 2
+    assert clock.sleeps == [5]
+
+
+def test_poll_propagates_any_exception_type() -> None:
+    def check() -> None:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        poll(check, timeout=600, interval=5, clock=FakeClock(), what="x")
+
+
+# --- lock -------------------------------------------------------------------------------------------------
+
+
+def test_acquire_on_a_free_host_and_release() -> None:
+    fake = FakeHost()
+    lock = host_lock(fake, "alice on runner-1 pid 1")
+    lock.acquire()
+    try:
+        info = holder(fake)
+        assert info.owner == "alice on runner-1 pid 1"
+        assert abs(info.heartbeat - time.time()) < 60
+        assert info.token
+        assert lock.warnings == []
+    finally:
+        lock.release()
+    assert PATH not in fake.files
+
+
+def test_second_lock_is_refused_naming_the_first_owner() -> None:
+    fake = FakeHost()
+    first = host_lock(fake, "alice on runner-1 pid 1")
+    first.acquire()
+    try:
+        second = host_lock(fake, "bob on runner-2 pid 2")
+        with pytest.raises(LockHeld) as info:
+            second.acquire(wait=0)
+        message = str(info.value)
+        assert "alice on runner-1 pid 1" in message
+        assert "--force-unlock" in message
+        assert "--lock-wait" in message
+        assert isinstance(info.value, DeployFailed)
+        assert holder(fake).owner == "alice on runner-1 pid 1"
+    finally:
+        first.release()
+
+
+def test_waiting_for_a_live_holder_gives_up_at_the_deadline() -> None:
+    fake = FakeHost()
+    first = host_lock(fake, "alice")
+    first.acquire()
+    try:
+        clock = FakeClock()
+        with pytest.raises(LockHeld):
+            host_lock(fake, "bob", clock).acquire(wait=5)
+        assert clock.sleeps == [2.0, 2.0, 1.0]
+    finally:
+        first.release()
+
+
+def test_waiting_gets_the_lock_when_the_holder_releases() -> None:
+    fake = FakeHost()
+    first = host_lock(fake, "alice")
+    first.acquire()
+    clock = FakeClock(on_sleep=first.release)
+    second = host_lock(fake, "bob", clock)
+    second.acquire(wait=30)
+    try:
+        assert holder(fake).owner == "bob"
+        assert len(clock.sleeps) == 1
+    finally:
+        second.release()
+    assert PATH not in fake.files
+
+
+def stale_lock(owner: str = "carol on runner-3 pid 3", age: float = STALE_AFTER + 100) -> bytes:
+    body = {"owner": owner, "started": "2025-01-01T00:00:00Z", "heartbeat": time.time() - age, "token": "dead"}
+    return json.dumps(body).encode()
+
+
+def test_stale_lock_is_taken_over_with_a_warning() -> None:
+    fake = FakeHost()
+    fake.files[PATH] = stale_lock()
+    lock = host_lock(fake, "bob")
+    lock.acquire()
+    try:
+        assert holder(fake).owner == "bob"
+        assert holder(fake).token != "dead"
+        assert len(lock.warnings) == 1
+        assert "took over a stale lock from carol on runner-3 pid 3" in lock.warnings[0]
+        assert "started 2025-01-01T00:00:00Z" in lock.warnings[0]
+    finally:
+        lock.release()
+    assert PATH not in fake.files
+
+
+def test_recent_heartbeat_is_not_stale() -> None:
+    fake = FakeHost()
+    fake.files[PATH] = stale_lock(age=STALE_AFTER / 2)
+    with pytest.raises(LockHeld, match="carol"):
+        host_lock(fake, "bob").acquire()
+    assert holder(fake).token == "dead"
+
+
+@pytest.mark.parametrize("raw", [b"", b"{half", b"[]", b'{"owner": "x"}', b"null"])
+def test_unreadable_lock_counts_as_stale(raw: bytes) -> None:
+    fake = FakeHost()
+    fake.files[PATH] = raw
+    lock = host_lock(fake, "bob")
+    lock.acquire()
+    try:
+        assert holder(fake).owner == "bob"
+        assert "from unknown" in lock.warnings[0]
+    finally:
+        lock.release()
+
+
+def test_release_leaves_a_lock_that_is_not_ours() -> None:
+    fake = FakeHost()
+    lock = host_lock(fake, "alice")
+    lock.acquire()
+    taken = stale_lock(owner="dave", age=0).replace(b'"dead"', b'"someone-else"')
+    fake.files[PATH] = taken
+    lock.release()
+    assert fake.files[PATH] == taken
+
+
+def test_release_after_force_unlock_is_harmless() -> None:
+    fake = FakeHost()
+    lock = host_lock(fake, "alice")
+    lock.acquire()
+    force_unlock(as_host(fake), PATH)
+    lock.release()
+    assert PATH not in fake.files
+
+
+def test_force_unlock_returns_the_holder() -> None:
+    fake = FakeHost()
+    fake.files[PATH] = stale_lock(owner="carol", age=0)
+    assert force_unlock(as_host(fake), PATH) == "carol, started 2025-01-01T00:00:00Z"
+    assert PATH not in fake.files
+
+
+def test_force_unlock_without_a_lock() -> None:
+    assert force_unlock(as_host(FakeHost()), PATH) is None
+
+
+def beating_lock(fake: FakeHost, monkeypatch: pytest.MonkeyPatch) -> HostLock:
+    """A lock whose file is on the host but whose heartbeat thread was never started: `_beat` runs on this thread."""
+    monkeypatch.setattr(lock_module, "HEARTBEAT_EVERY", 0.0)
+    lock = host_lock(fake, "alice")
+    old = json.loads(lock._info().to_json())
+    fake.files[PATH] = json.dumps({**old, "heartbeat": time.time() - 1000}).encode()
+    return lock
+
+
+def test_heartbeat_refreshes_and_stops_when_the_connection_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeHost()
+    lock = beating_lock(fake, monkeypatch)
+    token = holder(fake).token
+    fake.fail_reads_after = fake.reads + 1
+    lock._beat()  # one beat (read, write), then the failing read ends it instead of raising
+    assert fake.writes == 1
+    assert holder(fake).token == token
+    assert time.time() - holder(fake).heartbeat < STALE_AFTER
+    fake.fail_reads_after = None
+    lock.release()
+    assert PATH not in fake.files
+
+
+def test_heartbeat_stops_when_the_lock_was_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeHost()
+    lock = beating_lock(fake, monkeypatch)
+    taken = stale_lock(owner="bob", age=0)
+    fake.files[PATH] = taken
+    lock._beat()  # returns at once: not ours any more
+    assert fake.writes == 0
+    lock.release()
+    assert fake.files[PATH] == taken
+
+
+def test_heartbeat_stops_when_the_lock_was_removed(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeHost()
+    lock = beating_lock(fake, monkeypatch)
+    del fake.files[PATH]
+    lock._beat()
+    assert fake.writes == 0
+    assert PATH not in fake.files
+
+
+def test_lock_info_round_trip() -> None:
+    info = LockInfo("alice", "2025-01-01T00:00:00Z", 123.5, "abc")
+    assert LockInfo.parse(info.to_json()) == info
+    assert LockInfo.parse(None) is None
