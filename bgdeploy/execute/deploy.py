@@ -12,8 +12,8 @@ from bgdeploy.errors import BgdeployError, DeployFailed
 from bgdeploy.execute import colours
 from bgdeploy.execute.checks import ask_all, bake, describe, log_offset
 from bgdeploy.execute.clock import utc_now
-from bgdeploy.execute.observe import Observed, observe, router_config_path
-from bgdeploy.execute.router import apply_weights, router_port
+from bgdeploy.execute.observe import Observed, observe
+from bgdeploy.execute.router import apply_weights, remove_routing, router_port
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import Colour, other
 from bgdeploy.plan.state import HostState, Release, history_line
@@ -196,9 +196,8 @@ class _Cycle:
                 apply_weights(session, {self.old: 100}, self.host_ports, confirm=self.old)
             else:
                 # First deploy: nothing served before, so nothing may serve a colour that failed.
-                session.out.say("rollback: removing the router (nothing was live before this deploy)")
-                session.engine.remove(session.layout.router_container)
-                session.host.remove(router_config_path(session))
+                session.out.say("rollback: removing the routing (nothing was live before this deploy)")
+                remove_routing(session)
         if self.started:
             session.out.say(f"rollback: removing {self.new}")
             session.engine.remove(session.layout.container(self.new))

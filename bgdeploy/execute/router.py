@@ -132,6 +132,17 @@ def apply_weights(
         confirm_colour(session, confirm)
 
 
+def remove_routing(session: Session) -> None:
+    """Take this deployment out of the router entirely (a first deploy that failed after its switch)."""
+    session.host.remove(router_config_path(session))
+    if session.loaded.spec.router.mode == "container":
+        session.engine.remove(session.layout.router_container)
+    else:
+        code, output = _nginx(session, "-s", "reload")
+        if code != 0:
+            session.warn(f"nginx -s reload after removing {router_config_path(session)} failed: {output}")
+
+
 def _restore(session: Session, path: str, old: bytes | None) -> None:
     if old is None:
         session.host.remove(path)

@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,6 +130,14 @@ class Deployment:
     def state_dir(self) -> Path:
         return Path(f"/home/{self.testbed.user}/.bgdeploy/{self.name}")
 
+    def host_write(self, path: Path, text: str) -> None:
+        """Write a file on the host as the SSH user would own it (the tests run as root)."""
+        missing = [p for p in reversed(path.parents) if not p.exists()]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        for created in [*missing, path]:
+            shutil.chown(created, self.testbed.user, self.testbed.user)
+
     def cleanup(self) -> None:
         for container in self.docker.containers.list(all=True, filters={"label": f"dev.bgdeploy.name={self.name}"}):
             container.remove(force=True)
@@ -150,6 +157,7 @@ class Traffic:
         self.sent = 0
         self.failures: list[str] = []
         self.models: list[str] = []
+        self.answers: list[tuple[float, str]] = []  # (when the request was sent, the model that answered)
         self._stop = threading.Event()
         self._max = max_seconds
         self._threads = [threading.Thread(target=self._loop, args=(stream,), daemon=True) for stream in (False, True)]
@@ -172,12 +180,12 @@ class Traffic:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 self.sent += 1
                 try:
-                    self._one(client, body, stream)
+                    self._one(client, body, stream, time.monotonic())
                 except httpx.HTTPError as exc:
                     self.failures.append(f"{'stream' if stream else 'plain'}: {type(exc).__name__}: {exc}")
                 time.sleep(0.02)
 
-    def _one(self, client: httpx.Client, body: dict[str, Any], stream: bool) -> None:
+    def _one(self, client: httpx.Client, body: dict[str, Any], stream: bool, sent_at: float) -> None:
         label = "stream" if stream else "plain"
         with client.stream("POST", f"{self.url}/v1/chat/completions", json=body) as response:
             text = "".join(response.iter_text())
@@ -190,13 +198,27 @@ class Traffic:
             if "Paris" not in text:
                 self.failures.append(f"{label}: wrong answer {text[:200]!r}")
                 return
-            self.models.append(response.headers.get("x-model", "?"))
+            model = response.headers.get("x-model", "?")
+            self.models.append(model)
+            self.answers.append((sent_at, model))
+
+    def models_sent(self, after: float = 0.0, before: float = float("inf")) -> set[str]:
+        """Which models answered the requests sent in that window."""
+        return {model for sent_at, model in self.answers if after <= sent_at < before}
 
 
-def changes(models: list[str]) -> Iterator[str]:
-    """The sequence of distinct models that answered, in order (v1, v2 means one clean switch)."""
-    last = None
-    for model in models:
-        if model != last:
-            yield model
-            last = model
+def switched(traffic: Traffic, run: Any, before: str, after: str, since: float = 0.0) -> float:
+    """Run a deploy or rollback under traffic: requests sent between `since` and its start met `before`,
+    and every request sent once it returned met `after` (in between, both may answer: old workers finish
+    theirs). Returns when it returned, the `since` of the next switch."""
+    started = time.monotonic()
+    result = run()
+    finished = time.monotonic()
+    seen = len(traffic.answers)
+    deadline = time.monotonic() + 30
+    while len(traffic.answers) < seen + 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert traffic.models_sent(after=since, before=started) == {before}, traffic.answers[-20:]
+    assert traffic.models_sent(after=finished) == {after}, traffic.answers[-20:]
+    del result
+    return finished

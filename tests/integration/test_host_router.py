@@ -1,0 +1,101 @@
+"""router.mode: host with transport: local (a self-hosted runner on the GPU host): the host's own nginx,
+bgdeploy owning one include file; and an `nginx -t` failure that must leave the old config in place."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Testbed, unavailable
+from tests.integration.deployments import Deployment, Traffic, switched
+from tests.integration.test_deploy_cycle import failed, ok
+
+pytestmark = pytest.mark.integration
+
+
+def nginx_running() -> bool:
+    """The host's own nginx master, from its pid file (router containers' nginx processes are visible too)."""
+    try:
+        pid = int(Path("/run/nginx.pid").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return Path(f"/proc/{pid}").exists()
+
+
+@pytest.fixture(scope="module")
+def host_nginx() -> Iterator[None]:
+    """The host's nginx from Debian's package, started if it is not running (and stopped again then)."""
+    if shutil.which("nginx") is None:
+        unavailable("nginx is not installed (scripts/testbed up installs it)")
+    started = False
+    if not nginx_running():
+        done = subprocess.run(["nginx"], capture_output=True, text=True, check=False, timeout=30)
+        if done.returncode != 0:
+            unavailable(f"the host's nginx did not start: {done.stderr.strip()}")
+        started = True
+    yield
+    if started:
+        subprocess.run(["nginx", "-s", "quit"], check=False, timeout=30)
+
+
+class LocalDeployment(Deployment):
+    def spec(self, model: str = "acme/chat-v1", env: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+        data = super().spec(model, env, **extra)
+        data["target"] = {"transport": "local"}
+        data["router"] = {"mode": "host", "listen": self.port, "bind": "127.0.0.1"}
+        return data
+
+    @property
+    def include(self) -> Path:
+        return Path(f"/etc/nginx/conf.d/bgdeploy-{self.name}.conf")
+
+    def state_dir(self) -> Path:
+        return Path.home() / ".bgdeploy" / self.name
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        for path in Path("/etc/nginx/conf.d").glob(f"*{self.name}*"):
+            path.unlink()
+        subprocess.run(["nginx", "-s", "reload"], check=False, timeout=30)
+
+
+@pytest.fixture
+def local(testbed: Testbed, docker_client: Any, tmp_path: Path, host_nginx: None) -> Iterator[LocalDeployment]:
+    deployment = LocalDeployment(testbed, tmp_path, docker_client)
+    yield deployment
+    deployment.cleanup()
+
+
+def test_host_nginx_switches_without_dropping_a_request(local: LocalDeployment) -> None:
+    local.write("acme/chat-v1")
+    ok(local.run("deploy"))
+    assert local.include.read_text().startswith(f"# managed by bgdeploy for deployment {local.name}")
+    assert local.serving_model() == "acme/chat-v1"
+    local.write("acme/chat-v2")
+    with Traffic(local.url) as traffic:
+        local.wait_for(lambda: len(traffic.models) >= 10, 30, "traffic to flow")
+        switched(traffic, lambda: ok(local.run("deploy")), "acme/chat-v1", "acme/chat-v2")
+    assert traffic.failures == [], traffic.failures[:5]
+    ok(local.run("rollback"))
+    assert local.serving_model() == "acme/chat-v1"
+
+
+def test_nginx_t_failure_restores_the_old_config_and_blue_keeps_serving(local: LocalDeployment) -> None:
+    local.write("acme/chat-v1")
+    ok(local.run("deploy"))
+    before = local.include.read_text()
+    # Someone else's file defines the upstream the next config needs: `nginx -t` will refuse the new config.
+    conflict = Path(f"/etc/nginx/conf.d/zz-conflict-{local.name}.conf")
+    conflict.write_text(f"upstream bgdeploy_{local.name}_green {{ server 127.0.0.1:9; }}\n")
+    local.write("acme/chat-v2")
+    out = failed(local.run("deploy"))
+    assert "nginx -t refused the new router config, so the old one was restored" in out
+    assert 'duplicate upstream "bgdeploy_' in out
+    assert local.include.read_text() == before
+    assert local.serving_model() == "acme/chat-v1"
+    assert local.container_status("green") == "absent"
