@@ -39,7 +39,7 @@ def describe(verdict: Verdict) -> str:
 
 def log_offset(session: Session) -> int:
     """Where the access log ends now: the bake reads only what comes after."""
-    return len(session.host.read_from(access_log_path(session), 0))
+    return session.host.size(access_log_path(session))
 
 
 def bake(

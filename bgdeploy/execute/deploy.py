@@ -15,7 +15,7 @@ from bgdeploy.execute.clock import utc_now
 from bgdeploy.execute.observe import Observed, observe
 from bgdeploy.execute.router import apply_weights, remove_routing, router_port
 from bgdeploy.execute.session import Session
-from bgdeploy.plan.names import Colour, other
+from bgdeploy.plan.names import COLOURS, Colour, other
 from bgdeploy.plan.state import HostState, Release, history_line
 from bgdeploy.plan.steps import DeployPlan, HostView, plan_deploy
 from bgdeploy.plan.verdict import Verdict
@@ -30,13 +30,41 @@ def host_view(session: Session, observed: Observed) -> HostView:
         if info is not None and (live is None or colour != live.colour)
     }
     router_running = observed.router_container is not None and observed.router_container.running
+    new = other(live.colour) if live is not None else "blue"
     return HostView(
+        kept=_kept_for_rollback(observed, new),
         live=live,
         live_running=live is not None and observed.running(live.colour),
         stale=stale,
         image_present=session.engine.image_present(session.loaded.spec.runtime.image),
         router_running=router_running,
     )
+
+
+def _kept_for_rollback(observed: Observed, colour: Colour) -> bool:
+    """The container of `colour` runs the release recorded as previous: the target of a rollback."""
+    info = observed.container(colour)
+    previous = observed.state.previous
+    return (
+        info is not None
+        and previous is not None
+        and previous.colour == colour
+        and info.label("spec-hash") == previous.spec_hash
+    )
+
+
+def recover_set_aside(session: Session) -> None:
+    """A deploy killed while it had set the previous release aside: put it back before anything else."""
+    engine = session.engine
+    for colour in COLOURS:
+        aside = session.layout.set_aside(colour)
+        if engine.inspect(aside) is None:
+            continue
+        if engine.inspect(session.layout.container(colour)) is None:
+            session.warn(f"an interrupted deploy had set the previous {colour} aside; restoring it")
+            engine.rename(aside, session.layout.container(colour))
+        else:
+            engine.remove(aside)
 
 
 def make_plan(session: Session, *, force: bool = False) -> tuple[Observed, DeployPlan]:
@@ -65,6 +93,8 @@ class _Cycle:
     started: bool = False
     deployed_at: str = field(default_factory=utc_now)
     host_ports: dict[Colour, int | None] = field(default_factory=dict)
+    aside: bool = False  # the previous release of the new colour is set aside (restored on failure)
+    aside_was_running: bool = False
     offset: int = 0  # where the access log ended when traffic began to move: the bake reads from there
 
     def run(self) -> None:
@@ -78,8 +108,20 @@ class _Cycle:
     # -- the steps, in plan order -----------------------------------------------------------------------
 
     def step_remove_stale(self) -> None:
-        self.session.out.say(f"remove-stale: removing the leftover {self.new} container")
-        self.session.engine.remove(self.session.layout.container(self.new))
+        session = self.session
+        name = session.layout.container(self.new)
+        if _kept_for_rollback(self.observed, self.new):
+            info = self.observed.container(self.new)
+            was_running = info is not None and info.running
+            session.out.say(f"remove-stale: setting the previous {self.new} aside until this deploy succeeds")
+            if was_running:  # a hot standby: it takes no traffic, but holds the GPU the new release needs
+                session.engine.stop(name, timeout=session.loaded.spec.rollout.drain_timeout)
+            session.engine.rename(name, session.layout.set_aside(self.new))
+            self.aside_was_running = was_running
+            self.aside = True
+            return
+        session.out.say(f"remove-stale: removing the leftover {self.new} container")
+        session.engine.remove(name)
 
     def step_pull_image(self) -> None:
         image = self.session.loaded.spec.runtime.image
@@ -124,6 +166,8 @@ class _Cycle:
             old_info = self.observed.container(self.old)
             self.host_ports[self.old] = old_info.host_port if old_info else None
         self.offset = log_offset(session)
+        # For bench/cutover.py: the moment traffic starts to move (a monotonic clock, comparable on one machine).
+        session.result.figures["switch_decided_monotonic"] = session.clock.now()
         if spec.rollout.strategy == "canary" and self.old is not None:
             for number, step in enumerate(spec.rollout.steps, start=1):
                 weights: dict[Colour, int] = {self.old: 100 - step.weight, self.new: step.weight}
@@ -175,6 +219,8 @@ class _Cycle:
         if self.observed.live is not None and (state.live is None or state.live.colour != self.observed.live.colour):
             state = state.with_live(self.observed.live, state.since)
         record_state(session, state.with_live(release, utc_now()))
+        if self.aside:
+            session.engine.remove(session.layout.set_aside(self.new))
 
     def alive(self) -> None:
         """The new colour must not die or restart once it takes traffic (Docker would restart it quietly)."""
@@ -201,6 +247,12 @@ class _Cycle:
         if self.started:
             session.out.say(f"rollback: removing {self.new}")
             session.engine.remove(session.layout.container(self.new))
+        if self.aside:
+            session.out.say(f"rollback: restoring the previous {self.new}, kept for rollback")
+            session.engine.remove(session.layout.container(self.new))
+            session.engine.rename(session.layout.set_aside(self.new), session.layout.container(self.new))
+            if self.aside_was_running:
+                session.engine.start(session.layout.container(self.new), session.loaded.spec.runtime.port)
 
 
 def record_state(session: Session, state: HostState) -> None:
@@ -219,6 +271,7 @@ def deploy(session: Session, *, force: bool = False) -> None:
     """Run the cycle; the outcome and every figure land in session.result (raises DeployFailed on failure)."""
     result = session.result
     with session.phase("observe"):
+        recover_set_aside(session)
         observed, plan = make_plan(session, force=force)
     if plan.unchanged:
         session.out.say("unchanged: the spec is already live; nothing to do (use --force to redeploy)")

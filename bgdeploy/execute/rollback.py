@@ -6,7 +6,7 @@ from __future__ import annotations
 from bgdeploy.errors import DeployFailed
 from bgdeploy.execute import colours
 from bgdeploy.execute.clock import utc_now
-from bgdeploy.execute.deploy import record_state
+from bgdeploy.execute.deploy import record_state, recover_set_aside
 from bgdeploy.execute.observe import observe
 from bgdeploy.execute.router import apply_weights
 from bgdeploy.execute.session import Session
@@ -17,11 +17,13 @@ from bgdeploy.plan.state import Release
 def rollback(session: Session) -> None:
     result = session.result
     with session.phase("observe"):
+        recover_set_aside(session)
         observed = observe(session)
     for warning in observed.warnings:
         session.warn(warning)
     live = observed.live
     result.live_before = live
+    result.active_colour = live.colour if live is not None else None
     if live is None:
         raise DeployFailed("nothing is live, so there is nothing to roll back from; deploy first")
     target: Colour = other(live.colour)

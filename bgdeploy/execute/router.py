@@ -170,4 +170,4 @@ def confirm_colour(session: Session, colour: Colour) -> None:
                     f"after the reload, {colour} did not answer through the router within {CONFIRM_TIMEOUT:g}s "
                     f"(last answers: {', '.join(seen[-5:])}); check the router container's logs"
                 )
-            session.clock.sleep(0.2)
+            session.clock.sleep(0.05)

@@ -49,6 +49,10 @@ class Layout:
     def container(self, colour: Colour) -> str:
         return f"bgdeploy-{self.name}-{colour}"
 
+    def set_aside(self, colour: Colour) -> str:
+        """Where the previous release of `colour` waits while a deploy reuses its name."""
+        return f"bgdeploy-{self.name}-{colour}-previous"
+
     @property
     def router_container(self) -> str:
         return f"bgdeploy-{self.name}-router"

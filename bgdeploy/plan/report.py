@@ -77,6 +77,8 @@ def headline(result: Result, *, markdown: bool = True) -> str:
     if not markdown:
         return _plain(headline(result))
     outcome = _OUTCOME.get(result.outcome, result.outcome)
+    if result.outcome == "failed" and result.command != "deploy":
+        outcome = f"❌ **{result.command.capitalize()} failed**"
     target = result.target
     before = result.live_before
     if result.outcome == "deployed" and target is not None:

@@ -49,6 +49,7 @@ class HostView:
     stale: dict[Colour, str]  # colour → status of a container of that colour that is not live
     image_present: bool
     router_running: bool
+    kept: bool = False  # the container of the new colour holds the previous release, kept for rollback
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,7 @@ def plan_deploy(spec: Spec, spec_hash: str, view: HostView, *, force: bool = Fal
     keep = spec.rollout.keep_previous
     stale = view.stale.get(new)
     steps = [
-        Step(
-            "remove-stale", f"remove the leftover {new} container ({stale})", None if stale else "no leftover container"
-        ),
+        _stale_step(new, stale, view.kept),
         Step("pull-image", f"pull {spec.runtime.image}", "the image is on the host" if view.image_present else None),
         Step(
             "start",
@@ -149,6 +148,17 @@ def plan_deploy(spec: Spec, spec_hash: str, view: HostView, *, force: bool = Fal
         Step("record", "write state.json and a history line on the host"),
     ]
     return DeployPlan(new, False, tuple(changes), tuple(steps))
+
+
+def _stale_step(new: Colour, stale: str | None, kept: bool) -> Step:
+    if stale is None:
+        return Step("remove-stale", "", "no leftover container")
+    if kept:
+        return Step(
+            "remove-stale",
+            f"set the previous {new} release aside ({stale}): restored if this deploy fails, removed when it succeeds",
+        )
+    return Step("remove-stale", f"remove the leftover {new} container ({stale})")
 
 
 def _router_skip(spec: Spec, view: HostView) -> str | None:

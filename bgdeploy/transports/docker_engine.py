@@ -144,6 +144,10 @@ class DockerEngine:
         with _docker_errors(f"stopping container {name}"), contextlib.suppress(NotFound):
             self.client.containers.get(name).stop(timeout=int(timeout))
 
+    def rename(self, name: str, new_name: str) -> None:
+        with _docker_errors(f"renaming container {name} to {new_name}"):
+            self.client.containers.get(name).rename(new_name)
+
     def remove(self, name: str) -> None:
         with _docker_errors(f"removing container {name}"), contextlib.suppress(NotFound):
             self.client.containers.get(name).remove(force=True)

@@ -81,5 +81,8 @@ class PortForward:
     def close(self) -> None:
         self._closed.set()
         with contextlib.suppress(OSError):
+            # shutdown() wakes a thread blocked in accept() at once; close() alone may not.
+            self._server.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
             self._server.close()
         self._thread.join(timeout=2)

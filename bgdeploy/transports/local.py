@@ -63,6 +63,14 @@ class LocalHost:
         except OSError as exc:
             raise TransportError(f"cannot read {path}: {exc.strerror}") from None
 
+    def size(self, path: str) -> int:
+        try:
+            return os.stat(path).st_size
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise TransportError(f"cannot stat {path}: {exc.strerror}") from None
+
     def write_file(self, path: str, data: bytes) -> None:
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
         try:

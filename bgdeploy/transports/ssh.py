@@ -248,6 +248,16 @@ class SshHost:
             except OSError as exc:
                 raise TransportError(f"cannot read {path} on {self._description}: {exc}") from None
 
+    def size(self, path: str) -> int:
+        """Size of `path` in bytes; 0 when it is missing."""
+        with self._sftp_lock:
+            try:
+                return int(self._sftp_client().stat(path).st_size or 0)
+            except FileNotFoundError:
+                return 0
+            except OSError as exc:
+                raise TransportError(f"cannot stat {path} on {self._description}: {exc}") from None
+
     def rename(self, source: str, target: str) -> None:
         with self._sftp_lock:
             try:

@@ -145,3 +145,18 @@ def test_not_one_request_fails_during_deploy_and_rollback(dep: Deployment) -> No
         switched(traffic, lambda: ok(dep.run("rollback")), "acme/chat-v2", "acme/chat-v1", since=done)
     assert traffic.failures == [], f"{len(traffic.failures)} of {traffic.sent} requests failed: {traffic.failures[:5]}"
     assert traffic.sent > 50
+
+
+def test_a_failed_deploy_keeps_the_previous_release_for_rollback(dep: Deployment) -> None:
+    dep.write("acme/chat-v1")
+    ok(dep.run("deploy"))
+    dep.write("acme/chat-v2")
+    ok(dep.run("deploy"))
+    # v3 needs blue's name, where v1 waits (stopped) for a rollback: it is set aside, not lost.
+    dep.write("acme/chat-v3", env={"FAKEVLLM_FAULT": "wrong-answers"})
+    out = failed(dep.run("deploy"))
+    assert "setting the previous blue aside" in out and "restoring the previous blue" in out
+    assert dep.serving_model() == "acme/chat-v2"
+    assert dep.container_status("blue") == "exited"
+    ok(dep.run("rollback"))
+    assert dep.serving_model() == "acme/chat-v1"
