@@ -130,7 +130,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return _on_host(
         args,
         "deploy",
-        lambda s: run_deploy(s, force=args.force, lock_wait=args.lock_wait, unlock=args.force_unlock),
+        lambda s: run_deploy(
+            s, force=args.force, lock_wait=args.lock_wait, unlock=args.force_unlock, preview=args.preview
+        ),
     )
 
 
@@ -150,6 +152,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         data = run_status(session)
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else render_status(data))
     return EXIT_OK
+
+
+def cmd_ci(args: argparse.Namespace) -> int:
+    from bgdeploy.execute.ci import main as ci_main
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    return ci_main()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     outputs(command("plan", "show what a deploy would do on the host (read-only)", cmd_plan))
     deploy = command("deploy", "start the new colour, validate it, switch traffic, roll back on failure", cmd_deploy)
     deploy.add_argument("--force", action="store_true", help="deploy even when this spec is already live")
+    deploy.add_argument(
+        "--preview",
+        action="store_true",
+        help="load and validate the new colour beside the live one, never switch, then remove it",
+    )
     locking(deploy)
     outputs(deploy)
     rollback = command("rollback", "make the previous colour live again", cmd_rollback)
@@ -201,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     outputs(rollback)
     status = command("status", "show the live colour, each colour's health and the last deploys", cmd_status)
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    ci = commands.add_parser(
+        "ci",
+        help="the GitHub Action's work (settings from BGDEPLOY_* and GITHUB_* environment variables)",
+        description="Validate, plan, preview, deploy or roll back as the GitHub Action does, and report to the "
+        "job summary, the step outputs, the pull request and GitHub Deployments. Reads BGDEPLOY_SPEC, "
+        "BGDEPLOY_MODE (auto|validate|plan|preview|deploy|rollback), BGDEPLOY_SSH_KEY, BGDEPLOY_KNOWN_HOSTS, "
+        "BGDEPLOY_GITHUB_TOKEN, BGDEPLOY_COMMENT, BGDEPLOY_ENVIRONMENT and GitHub's own variables.",
+    )
+    ci.set_defaults(run=cmd_ci)
     return parser
 
 

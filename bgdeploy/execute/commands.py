@@ -94,8 +94,8 @@ def _locked(
     return result
 
 
-def run_deploy(session: Session, *, force: bool, lock_wait: float, unlock: bool) -> Result:
-    return _locked(session, lambda s: deploy(s, force=force), lock_wait=lock_wait, unlock=unlock)
+def run_deploy(session: Session, *, force: bool, lock_wait: float, unlock: bool, preview: bool = False) -> Result:
+    return _locked(session, lambda s: deploy(s, force=force, preview=preview), lock_wait=lock_wait, unlock=unlock)
 
 
 def run_rollback(session: Session, *, lock_wait: float, unlock: bool) -> Result:

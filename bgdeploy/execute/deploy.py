@@ -17,7 +17,7 @@ from bgdeploy.execute.router import apply_weights, remove_routing, router_port
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import COLOURS, Colour, other
 from bgdeploy.plan.state import HostState, Release, history_line
-from bgdeploy.plan.steps import DeployPlan, HostView, plan_deploy
+from bgdeploy.plan.steps import DeployPlan, HostView, plan_deploy, port_in_use
 from bgdeploy.plan.verdict import Verdict
 from bgdeploy.spec.models import Thresholds
 
@@ -77,9 +77,29 @@ def make_plan(session: Session, *, force: bool = False) -> tuple[Observed, Deplo
         # A leftover running container of the new colour still holds its GPU memory; the check is repeated
         # right before the start, after that container is gone.
         blockers = colours.gpu_blockers(session, plan.new_colour)
+    if not plan.unchanged:
+        blockers += _router_port_blockers(session, observed)
     session.result.plan = DeployPlan(plan.new_colour, plan.unchanged, plan.changes, plan.steps, tuple(blockers))
     session.result.live_before = observed.live
     return observed, session.result.plan
+
+
+def _router_port_blockers(session: Session, observed: Observed) -> list[str]:
+    """Before the router container is created, its port must be free on the host."""
+    spec = session.loaded.spec
+    if spec.router.mode != "container" or observed.router_container is not None:
+        return []
+    done = session.host.run(["ss", "-Hltn"], timeout=15)
+    if not done.ok:
+        session.warn("could not check that the router's port is free (`ss` is missing on the host)")
+        return []
+    holder = port_in_use(done.stdout, spec.router.bind, spec.router.listen)
+    if holder is None:
+        return []
+    return [
+        f"router.listen {spec.router.bind}:{spec.router.listen} is already in use on the host ({holder} is "
+        "listening); choose another router.listen, or stop what listens there"
+    ]
 
 
 @dataclass
@@ -97,13 +117,16 @@ class _Cycle:
     aside_was_running: bool = False
     offset: int = 0  # where the access log ended when traffic began to move: the bake reads from there
 
-    def run(self) -> None:
+    def run(self, last: str | None = None) -> None:
+        """Carry out the plan's steps in order; stop after the step named `last` when given."""
         for step in self.plan.steps:
             if step.skip:
                 self.session.out.say(f"{step.kind}: skipped ({step.skip})")
-                continue
-            with self.session.phase(step.kind):
-                getattr(self, "step_" + step.kind.replace("-", "_"))()
+            else:
+                with self.session.phase(step.kind):
+                    getattr(self, "step_" + step.kind.replace("-", "_"))()
+            if step.kind == last:
+                return
 
     # -- the steps, in plan order -----------------------------------------------------------------------
 
@@ -267,8 +290,11 @@ def append_history(session: Session, entry: dict[str, object]) -> None:
     session.host.write_file(path, b"".join(lines) + history_line(entry))
 
 
-def deploy(session: Session, *, force: bool = False) -> None:
-    """Run the cycle; the outcome and every figure land in session.result (raises DeployFailed on failure)."""
+def deploy(session: Session, *, force: bool = False, preview: bool = False) -> None:
+    """Run the cycle; the outcome and every figure land in session.result (raises DeployFailed on failure).
+
+    A preview loads and validates the new colour beside the live one, never routes to it, then removes it.
+    """
     result = session.result
     with session.phase("observe"):
         recover_set_aside(session)
@@ -292,7 +318,11 @@ def deploy(session: Session, *, force: bool = False) -> None:
     )
     result.previous_colour = old
     try:
-        cycle.run()
+        cycle.run(last="validate" if preview else None)
+        if preview:
+            with session.phase("cleanup"):
+                session.out.say(f"preview: {plan.new_colour} passed; removing it (a preview never takes traffic)")
+                cycle.undo()
     except (BgdeployError, KeyboardInterrupt) as exc:
         if isinstance(exc, colours.ContainerFailed):
             result.failed_logs = [session.out.mask(line) for line in exc.logs]
@@ -304,8 +334,8 @@ def deploy(session: Session, *, force: bool = False) -> None:
             session.warn(f"rollback did not finish: {undo_error}; run `bgdeploy rollback` or deploy again")
         result.active_colour = old
         raise DeployFailed(result.failure) from None
-    result.outcome = "deployed"
-    result.active_colour = plan.new_colour
+    result.outcome = "previewed" if preview else "deployed"
+    result.active_colour = old if preview else plan.new_colour
 
 
 def converge(session: Session, observed: Observed) -> None:

@@ -20,6 +20,7 @@ _OUTCOME = {
     "failed": "❌ **Deploy failed**",
     "rolled-back": "↩️ **Rolled back**",
     "planned": "📝 **Planned**",
+    "previewed": "🔍 **Previewed**",
     "invalid": "⚠️ **Invalid spec**",
 }
 
@@ -87,6 +88,9 @@ def headline(result: Result, *, markdown: bool = True) -> str:
     if result.outcome == "failed":
         live = f"{result.active_colour} still serves" if result.active_colour else "nothing was live before"
         return f"{outcome}: {live}. {escape_inline(result.failure or 'unknown failure', 300)}"
+    if result.outcome == "previewed" and target is not None:
+        live = f"; {result.active_colour} keeps serving" if result.active_colour else ""
+        return f"{outcome}: {escape_inline(target.model, 80)} loaded and passed validation (not switched){live}"
     if result.outcome == "rolled-back" and target is not None:
         return f"{outcome}: {target.colour} serves {escape_inline(target.model, 80)} again"
     if result.outcome == "unchanged" and before is not None:

@@ -10,7 +10,7 @@ from bgdeploy.plan.state import Release
 from bgdeploy.plan.steps import DeployPlan
 from bgdeploy.plan.verdict import LiveVerdict, Verdict
 
-Outcome = Literal["deployed", "unchanged", "failed", "rolled-back", "planned", "invalid"]
+Outcome = Literal["deployed", "unchanged", "failed", "rolled-back", "planned", "previewed", "invalid"]
 
 
 @dataclass

@@ -68,6 +68,22 @@ class DeployPlan:
     blockers: tuple[str, ...] = field(default=())
 
 
+def port_in_use(ss_output: str, bind: str, port: int) -> str | None:
+    """The listener (from `ss -Hltn`) that holds bind:port, or None when it is free."""
+    wildcard = ("0.0.0.0", "*", "[::]", "::")
+    for line in ss_output.splitlines():
+        fields = line.split()
+        if len(fields) < 4:
+            continue
+        address, _, listened = fields[3].rpartition(":")
+        if listened != str(port):
+            continue
+        address = address.strip("[]").split("%")[0]
+        if address in wildcard or bind in wildcard or address == bind.strip("[]"):
+            return fields[3]
+    return None
+
+
 def _gpus(indices: list[int]) -> str:
     return "none" if not indices else ",".join(str(i) for i in indices)
 

@@ -272,6 +272,13 @@ class Validation(_Section):
         default=True, description="Also ask the live colour and show both answers side by side."
     )
     timeout: Duration = Field(default=duration_default("60s"), description="Timeout of one validation request.")
+    preview_on_pr: bool = Field(
+        default=False,
+        description=(
+            "GitHub Action on pull requests: load the new model beside the live one and validate it (a preview: "
+            "never switched, removed afterwards)."
+        ),
+    )
     prompts: list[Prompt] = Field(default_factory=list, description="The validation prompts.")
     thresholds: Thresholds = Field(default_factory=Thresholds, description="Figures over all prompts.")
 

@@ -42,8 +42,16 @@ def pinned_host_keys(target: Target, spec_dir: Path) -> paramiko.HostKeys:
             raise UsageError("target.host_key could not be read as an SSH public key line; see `bgdeploy validate`")
         keys.add(entry, parsed.key.get_name(), parsed.key)
     files = [str(spec_dir / target.known_hosts)] if target.known_hosts else []
-    if os.environ.get("BGDEPLOY_KNOWN_HOSTS"):
-        files.append(os.environ["BGDEPLOY_KNOWN_HOSTS"])
+    extra = os.environ.get("BGDEPLOY_KNOWN_HOSTS", "").strip()
+    if extra and "\n" not in extra and Path(extra).is_file():
+        files.append(extra)
+    elif extra:
+        # The action's known-hosts input: known_hosts lines themselves, not a path.
+        for line in extra.splitlines():
+            parsed = paramiko.hostkeys.HostKeyEntry.from_line(line.strip()) if line.strip() else None
+            if parsed is not None and parsed.key is not None:
+                for hostname in parsed.hostnames:
+                    keys.add(hostname, parsed.key.get_name(), parsed.key)
     for name in files:
         try:
             keys.load(name)

@@ -164,3 +164,15 @@ def test_wrong_host_key_and_missing_private_key_are_clear_errors(dep: Deployment
     done = subprocess.run(dep.command("deploy"), env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "no SSH private key" in done.stderr
     assert os.environ.get("BGDEPLOY_SSH_KEY", "") not in done.stderr or not os.environ.get("BGDEPLOY_SSH_KEY")
+
+
+def test_preflight_refuses_a_router_port_that_is_taken(dep: Deployment) -> None:
+    import socket
+
+    dep.write("acme/chat-v1")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", dep.port))
+        squatter.listen(1)
+        out = failed(dep.run("deploy"))
+    assert f"router.listen 127.0.0.1:{dep.port} is already in use on the host" in out
+    assert dep.container_status("blue") == "absent"

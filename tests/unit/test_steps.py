@@ -276,3 +276,23 @@ def test_render_every_planned_step() -> None:
 
 def test_host_router_mode_never_starts_a_router_container() -> None:
     assert step(plan(spec("router:\n  mode: host\n"), view()), "router").skip is not None
+
+
+SS_OUTPUT = """\
+LISTEN 0      128      0.0.0.0:2024  0.0.0.0:*
+LISTEN 0      4096   127.0.0.1:18080 0.0.0.0:*
+LISTEN 0      511       [::]:8443       [::]:*
+LISTEN 0      511    [fe80::1%eth0]:9000       [::]:*
+"""
+
+
+def test_port_in_use_reads_ss_output() -> None:
+    from bgdeploy.plan.steps import port_in_use
+
+    assert port_in_use(SS_OUTPUT, "127.0.0.1", 18080) == "127.0.0.1:18080"
+    assert port_in_use(SS_OUTPUT, "0.0.0.0", 18080) == "127.0.0.1:18080", "a wildcard bind conflicts with any"
+    assert port_in_use(SS_OUTPUT, "127.0.0.1", 2024) == "0.0.0.0:2024", "a wildcard listener conflicts too"
+    assert port_in_use(SS_OUTPUT, "127.0.0.1", 8443) == "[::]:8443"
+    assert port_in_use(SS_OUTPUT, "10.0.0.5", 18080) is None, "another address on the same port is free"
+    assert port_in_use(SS_OUTPUT, "127.0.0.1", 80) is None
+    assert port_in_use("", "0.0.0.0", 80) is None
