@@ -1,0 +1,104 @@
+"""The action's pure decisions: mode per event, the PR comment body, outputs; and the API client's retries."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from bgdeploy.errors import Problem, SpecError
+from bgdeploy.plan.github_report import COMMENT_LIMIT, comment_body, decide_mode, marker, spec_errors_markdown
+from bgdeploy.transports.github import GitHub, GitHubError
+
+
+@pytest.mark.parametrize(
+    ("requested", "event", "ref", "preview", "mode"),
+    [
+        ("auto", "pull_request", "refs/pull/7/merge", False, "plan"),
+        ("auto", "pull_request", "refs/pull/7/merge", True, "preview"),
+        ("auto", "push", "refs/heads/main", False, "deploy"),
+        ("auto", "push", "refs/heads/feature", False, "plan"),
+        ("auto", "workflow_dispatch", "refs/heads/main", False, "plan"),
+        ("auto", "schedule", "refs/heads/main", False, "validate"),
+        ("rollback", "workflow_dispatch", "refs/heads/main", False, "rollback"),
+        ("deploy", "pull_request", "refs/pull/7/merge", False, "deploy"),
+    ],
+)
+def test_auto_mode_follows_the_event(requested: str, event: str, ref: str, preview: bool, mode: str) -> None:
+    assert decide_mode(requested, event, ref, "main", preview).mode == mode
+
+
+def test_comment_body_starts_with_the_marker_and_fits_githubs_limit() -> None:
+    body = comment_body("### report\n" + "| row |\n" * 20_000, "chat", "https://github.com/o/r/actions/runs/1")
+    assert body.startswith(marker("chat") + "\n")
+    assert len(body) <= COMMENT_LIMIT
+    assert "truncated to fit GitHub's comment limit" in body
+    assert body.rstrip().endswith("[workflow run](https://github.com/o/r/actions/runs/1)</sub>")
+
+
+def test_truncation_never_leaves_a_code_fence_open() -> None:
+    body = comment_body("head\n```text\n" + "log line\n" * 20_000, "chat", None)
+    assert body.count("```") % 2 == 0
+
+
+def test_spec_errors_are_listed_escaped() -> None:
+    error = SpecError("bluegreen.yaml", [Problem("model.name", "bad <b>value</b> | @alice", 3, 9)])
+    text = spec_errors_markdown(error, "chat")
+    assert "| 3:9 | model.name | bad &lt;b&gt;value&lt;/b&gt; \\| @\u200dalice |" in text
+    assert "nothing was changed" in text
+
+
+def _client(handler: object, sleeps: list[float]) -> GitHub:
+    return GitHub(
+        "tok",
+        "https://ghe.example/api/v3",
+        transport=httpx.MockTransport(handler),  # type: ignore[arg-type]
+        sleep=sleeps.append,
+    )
+
+
+def test_retries_5xx_and_secondary_rate_limits_then_succeeds() -> None:
+    answers = [
+        httpx.Response(502, json={"message": "bad gateway"}),
+        httpx.Response(403, headers={"retry-after": "3"}, json={"message": "You have exceeded a secondary rate limit"}),
+        httpx.Response(200, json=[]),
+    ]
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answers.pop(0)
+
+    sleeps: list[float] = []
+    assert _client(handler, sleeps).pulls_for_commit("o/r", "abc") == []
+    assert sleeps == [1.0, 3.0]
+    assert str(seen[0].url) == "https://ghe.example/api/v3/repos/o/r/commits/abc/pulls"
+    assert seen[0].headers["authorization"] == "Bearer tok"
+
+
+def test_a_plain_403_is_not_retried_and_names_the_status() -> None:
+    sleeps: list[float] = []
+    client = _client(lambda r: httpx.Response(403, json={"message": "Resource not accessible by integration"}), sleeps)
+    with pytest.raises(GitHubError) as info:
+        client.upsert_comment("o/r", 1, marker("chat"), "body")
+    assert info.value.status == 403 and "Resource not accessible by integration" in str(info.value)
+    assert sleeps == []
+    assert "tok" not in str(info.value)
+
+
+def test_upsert_follows_pagination_to_find_the_marker() -> None:
+    pages = {
+        "1": ([{"id": i, "body": "other"} for i in range(100)], '<https://ghe.example/api/v3/x?page=2>; rel="next"'),
+        "2": ([{"id": 500, "body": f"{marker('chat')}\nold"}], ""),
+    }
+    calls: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append((request.method, str(request.url)))
+        if request.method == "PATCH":
+            return httpx.Response(200, json={"id": 500, "html_url": "https://x/500"})
+        items, link = pages[request.url.params.get("page", "1")]
+        return httpx.Response(200, json=items, headers={"link": link} if link else {})
+
+    result = _client(handler, []).upsert_comment("o/r", 7, marker("chat"), "new")
+    assert result == (500, "https://x/500", False)
+    assert calls[-1] == ("PATCH", "https://ghe.example/api/v3/repos/o/r/issues/comments/500")
