@@ -234,6 +234,7 @@ class Runner:
 
     def on_host(self, loaded: LoadedSpec, mode: str) -> int:
         from bgdeploy.execute.commands import open_session, run_deploy, run_plan, run_rollback
+        from bgdeploy.execute.session import Output
 
         spec = loaded.spec
         environment = self.ctx.get("BGDEPLOY_ENVIRONMENT") or spec.report.environment
@@ -251,9 +252,10 @@ class Runner:
             )
             self.status(deployment_id, "in_progress", f"{mode} of {spec.model.name}", environment)
         result = Result(command=mode, name=spec.name)
-        self.group(f"bgdeploy {mode}")
+        self.print(f"bgdeploy: {mode} of {spec.name}, each phase in its own group")
+        out = Output(stream=sys.stdout, groups=True)
         try:
-            with open_session(loaded, mode) as session:
+            with open_session(loaded, mode, out=out) as session:
                 result = session.result
                 if mode == "plan":
                     result = run_plan(session)
@@ -270,8 +272,6 @@ class Runner:
             code = exc.exit_code
         else:
             code = EXIT_DEPLOY_FAILED if result.outcome == "failed" else EXIT_OK
-        finally:
-            self.endgroup()
         result.warnings += self.warnings
         markdown = render(result)
         Path(self.report_path).write_text(markdown)

@@ -25,6 +25,7 @@ class Output:
     stream: TextIO = field(default_factory=lambda: sys.stderr)
     secrets: tuple[str, ...] = ()
     start: float = field(default_factory=time.monotonic)
+    groups: bool = False  # under GitHub Actions: each phase folds into a ::group::
 
     def mask(self, text: str) -> str:
         for secret in self.secrets:
@@ -34,7 +35,14 @@ class Output:
 
     def say(self, message: str) -> None:
         elapsed = time.monotonic() - self.start
-        print(self.mask(f"[{elapsed:6.1f}s] {message}"), file=self.stream, flush=True)
+        text = self.mask(f"[{elapsed:6.1f}s] {message}")
+        # Messages may quote model output or container logs: no line of them may start a workflow command.
+        lines = [f" {line}" if line.lstrip().startswith("::") else line for line in text.splitlines()]
+        print("\n".join(lines), file=self.stream, flush=True)
+
+    def command(self, line: str) -> None:
+        """A workflow command of our own (`::group::`), printed as is."""
+        print(line, file=self.stream, flush=True)
 
     def warn(self, message: str) -> None:
         self.say(f"warning: {message}")
@@ -70,6 +78,8 @@ class Session:
         """Time a phase and record it in the result, failed when it raises."""
         record = Phase(name, 0.0, "ok", detail)
         start = self.clock.now()
+        if self.out.groups:
+            self.out.command(f"::group::{name}")
         try:
             yield record
         except BaseException:
@@ -78,3 +88,5 @@ class Session:
         finally:
             record.seconds = round(self.clock.now() - start, 3)
             self.result.phases.append(record)
+            if self.out.groups:
+                self.out.command("::endgroup::")

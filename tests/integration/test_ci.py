@@ -123,7 +123,7 @@ def test_a_pr_run_plans_and_keeps_one_comment_even_beyond_the_first_page(dep: De
     ours = [c for c in comments if f"<!-- bgdeploy:{dep.name} -->" in str(c["body"])]
     assert len(comments) == 251 and len(ours) == 1
     assert "📝 **Planned**" in str(ours[0]["body"])
-    assert "::group::bgdeploy plan" in first.log
+    assert "::group::observe" in first.log and "::endgroup::" in first.log
 
     second = ci(dep, stub, "pull_request", pr_event())
     assert second.code == 0, second.log
