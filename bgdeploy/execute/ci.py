@@ -211,7 +211,7 @@ class Runner:
         )
         self.print(f"bgdeploy: mode {decision.mode}: {decision.why}")
         if decision.mode == "validate":
-            self.set_outputs(outputs(None, "valid", "", None))
+            self.set_outputs({**outputs(None, "valid", "", None), "model": loaded.spec.model.name})
             return EXIT_OK
         return self.on_host(loaded, decision.mode)
 
