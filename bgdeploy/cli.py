@@ -142,6 +142,20 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return _on_host(args, "rollback", lambda s: run_rollback(s, lock_wait=args.lock_wait, unlock=args.force_unlock))
 
 
+def cmd_promote(args: argparse.Namespace) -> int:
+    from bgdeploy.execute.commands import run_promote
+
+    return _on_host(
+        args, "promote", lambda s: run_promote(s, full=args.full, lock_wait=args.lock_wait, unlock=args.force_unlock)
+    )
+
+
+def cmd_abort(args: argparse.Namespace) -> int:
+    from bgdeploy.execute.commands import run_abort
+
+    return _on_host(args, "abort", lambda s: run_abort(s, lock_wait=args.lock_wait, unlock=args.force_unlock))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from bgdeploy.execute.commands import open_session, run_status
     from bgdeploy.execute.status import render_status
@@ -213,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = command("rollback", "make the previous colour live again", cmd_rollback)
     locking(rollback)
     outputs(rollback)
+    promote = command("promote", "go on with a paused canary: the next step, then the rest of the deploy", cmd_promote)
+    promote.add_argument("--full", action="store_true", help="skip the remaining canary steps: straight to 100%%")
+    locking(promote)
+    outputs(promote)
+    abort = command("abort", "stop a canary: all traffic back to the old colour, the new one removed", cmd_abort)
+    locking(abort)
+    outputs(abort)
     status = command("status", "show the live colour, each colour's health and the last deploys", cmd_status)
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
     ci = commands.add_parser(

@@ -7,12 +7,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 from bgdeploy.execute.router import access_log_path
 from bgdeploy.execute.session import Session
-from bgdeploy.plan.verdict import LiveVerdict, Verdict, judge, judge_live, parse_access_log
+from bgdeploy.plan.verdict import (
+    LiveSample,
+    LiveVerdict,
+    Verdict,
+    format_rate,
+    format_seconds,
+    judge,
+    judge_live,
+    parse_access_log,
+)
 from bgdeploy.spec.durations import format_duration
 from bgdeploy.spec.models import Prompt, Thresholds
 from bgdeploy.transports.http import ServerClient
-
-BAKE_INTERVAL = 5.0
 
 
 def ask_all(session: Session, local_port: int, prompts: Sequence[Prompt], thresholds: Thresholds) -> Verdict:
@@ -42,36 +49,57 @@ def log_offset(session: Session) -> int:
     return session.host.size(access_log_path(session))
 
 
-def bake(
-    session: Session, colour: str, offset: int, seconds: float, alive: Callable[[], None] | None = None
-) -> LiveVerdict:
-    """Watch the router's access log for `seconds`, judging `colour`'s live traffic against rollback_on.
+def watch(
+    session: Session,
+    new: str,
+    old: str | None,
+    offset: int,
+    seconds: float,
+    alive: Callable[[], None] | None = None,
+) -> tuple[LiveVerdict, LiveVerdict | None]:
+    """Watch the router's access log for `seconds`, judging each colour's live traffic separately.
 
-    Stops at the first breach. Returns the verdict over the whole window. `alive` is called at each
-    look and raises when the colour's container died or restarted meanwhile.
+    `new` is judged against rollout.rollback_on (and, with max_p95_vs_live, against `old`'s p95 over the
+    same window); it stops at the first breach. `old`'s figures are for the report. `alive` is called at
+    each look and raises when the new colour's container died or restarted meanwhile.
     """
     spec = session.loaded.spec
+    limits = spec.rollout.rollback_on
     path = access_log_path(session)
     start = session.clock.now()
     buffer = b""
-    samples = []
-    verdict = judge_live([], colour, spec.rollout.rollback_on)
+    samples: list[LiveSample] = []
+    last_said = 0.0
     while True:
         chunk = session.host.read_from(path, offset)
         offset += len(chunk)
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
         samples += parse_access_log(line.decode(errors="replace") for line in lines)
-        verdict = judge_live(samples, colour, spec.rollout.rollback_on)
+        baseline = [s for s in samples if s.colour == old] if old else []
+        verdict = judge_live(
+            samples,
+            new,
+            limits,
+            min_requests=limits.min_requests,
+            baseline=baseline,
+            max_relative_p95=limits.max_p95_vs_live,
+        )
+        old_verdict = judge_live(samples, old, limits, min_requests=limits.min_requests) if old else None
         if alive is not None:
             alive()
         elapsed = session.clock.now() - start
-        if verdict.breaches:
-            return verdict
-        if elapsed >= seconds:
-            return verdict
-        session.out.say(
-            f"bake: {elapsed:.0f}s / {format_duration(seconds)}, {verdict.requests} request(s) to "
-            f"{colour}, {verdict.errors} error(s)"
-        )
-        session.clock.sleep(min(BAKE_INTERVAL, seconds - elapsed))
+        if verdict.breaches or elapsed >= seconds:
+            return verdict, old_verdict
+        if elapsed - last_said >= 10 or last_said == 0:
+            last_said = elapsed or 0.001
+            session.out.say(
+                f"watch: {elapsed:.0f}s / {format_duration(seconds)}: {figures(new, verdict)}"
+                + (f"; {figures(old, old_verdict)}" if old and old_verdict else "")
+            )
+        session.clock.sleep(min(spec.rollout.analysis_interval, seconds - elapsed))
+
+
+def figures(colour: str, verdict: LiveVerdict) -> str:
+    p95 = format_seconds(verdict.p95_latency_s) if verdict.p95_latency_s is not None else "-"
+    return f"{colour} {verdict.requests} req, {verdict.errors} err ({format_rate(verdict.error_rate)}), p95 {p95}"

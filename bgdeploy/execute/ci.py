@@ -27,6 +27,9 @@ from bgdeploy.spec.load import LoadedSpec, load_spec
 from bgdeploy.spec.models import NAME_PATTERN
 from bgdeploy.workflow_commands import error as error_annotation
 
+# Modes that change what serves: they get a GitHub deployment and report on the merged pull request.
+DEPLOYING = ("deploy", "rollback", "promote", "promote-full", "abort")
+
 
 @dataclass
 class Context:
@@ -155,7 +158,7 @@ class Runner:
     def pr_numbers(self, mode: str) -> list[int]:
         if self.ctx.pr_number is not None:
             return [self.ctx.pr_number]
-        if mode in ("deploy", "rollback") and self.ctx.sha:
+        if mode in DEPLOYING and self.ctx.sha:
             pulls = (
                 self.try_github(
                     "find the merged pull request", lambda gh: gh.pulls_for_commit(self.ctx.repo, self.ctx.sha)
@@ -233,13 +236,20 @@ class Runner:
         return EXIT_INVALID
 
     def on_host(self, loaded: LoadedSpec, mode: str) -> int:
-        from bgdeploy.execute.commands import open_session, run_deploy, run_plan, run_rollback
+        from bgdeploy.execute.commands import (
+            open_session,
+            run_abort,
+            run_deploy,
+            run_plan,
+            run_promote,
+            run_rollback,
+        )
         from bgdeploy.execute.session import Output
 
         spec = loaded.spec
         environment = self.ctx.get("BGDEPLOY_ENVIRONMENT") or spec.report.environment
         deployment_id: int | None = None
-        if mode in ("deploy", "rollback"):
+        if mode in DEPLOYING:
             deployment_id = self.try_github(
                 "create a GitHub deployment",
                 lambda gh: gh.create_deployment(
@@ -264,6 +274,10 @@ class Runner:
                         result.failure = "preflight: " + "; ".join(result.plan.blockers)
                 elif mode == "rollback":
                     result = run_rollback(session, lock_wait=600, unlock=False)
+                elif mode in ("promote", "promote-full"):
+                    result = run_promote(session, full=mode == "promote-full", lock_wait=600, unlock=False)
+                elif mode == "abort":
+                    result = run_abort(session, lock_wait=600, unlock=False)
                 else:
                     result = run_deploy(session, force=False, lock_wait=600, unlock=False, preview=mode == "preview")
         except BgdeployError as exc:
@@ -279,7 +293,7 @@ class Runner:
         self.untrusted(markdown)
         self.endgroup()
         self.append("GITHUB_STEP_SUMMARY", markdown)
-        if mode in ("deploy", "rollback") and deployment_id is not None:
+        if mode in DEPLOYING and deployment_id is not None:
             self.finish_deployment(deployment_id, result, environment)
         if spec.report.pr_comment:
             self.comment(spec.name, markdown, mode)
@@ -304,7 +318,9 @@ class Runner:
         )
 
     def finish_deployment(self, deployment_id: int, result: Result, environment: str) -> None:
-        if result.outcome in ("deployed", "rolled-back"):
+        if result.outcome == "paused":
+            self.status(deployment_id, "in_progress", f"canary paused: {result.paused or ''}"[:140], environment)
+        elif result.outcome in ("deployed", "rolled-back", "aborted"):
             replaced = self.try_github(
                 "find the replaced deployment",
                 lambda gh: gh.last_successful_deployment(self.ctx.repo, environment, other_than=deployment_id),

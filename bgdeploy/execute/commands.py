@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bgdeploy.errors import BgdeployError, DeployFailed
+from bgdeploy.execute import canary
 from bgdeploy.execute.clock import Clock, SystemClock, utc_now
 from bgdeploy.execute.deploy import append_history, deploy, make_plan
 from bgdeploy.execute.lock import HostLock, default_owner, force_unlock
@@ -100,6 +101,14 @@ def run_deploy(session: Session, *, force: bool, lock_wait: float, unlock: bool,
 
 def run_rollback(session: Session, *, lock_wait: float, unlock: bool) -> Result:
     return _locked(session, rollback, lock_wait=lock_wait, unlock=unlock)
+
+
+def run_promote(session: Session, *, full: bool, lock_wait: float, unlock: bool) -> Result:
+    return _locked(session, lambda s: canary.promote(s, full=full), lock_wait=lock_wait, unlock=unlock)
+
+
+def run_abort(session: Session, *, lock_wait: float, unlock: bool) -> Result:
+    return _locked(session, canary.abort, lock_wait=lock_wait, unlock=unlock)
 
 
 def run_status(session: Session) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bgdeploy.errors import BgdeployError, DeployFailed
-from bgdeploy.execute import colours
-from bgdeploy.execute.checks import ask_all, bake, describe, log_offset
+from bgdeploy.execute import canary, colours
+from bgdeploy.execute.checks import ask_all, describe, log_offset, watch
 from bgdeploy.execute.clock import utc_now
 from bgdeploy.execute.observe import Observed, observe
 from bgdeploy.execute.router import apply_weights, remove_routing, router_port
@@ -53,10 +53,15 @@ def _kept_for_rollback(observed: Observed, colour: Colour) -> bool:
     )
 
 
-def recover_set_aside(session: Session) -> None:
-    """A deploy killed while it had set the previous release aside: put it back before anything else."""
+def recover_set_aside(session: Session, state: HostState) -> None:
+    """A deploy killed while it had set the previous release aside: put it back before anything else.
+
+    Not while a canary holds it: the canary's new colour runs under the name, the old release waits aside.
+    """
     engine = session.engine
     for colour in COLOURS:
+        if state.canary is not None and state.canary.new == colour:
+            continue
         aside = session.layout.set_aside(colour)
         if engine.inspect(aside) is None:
             continue
@@ -103,7 +108,7 @@ def _router_port_blockers(session: Session, observed: Observed) -> list[str]:
 
 
 @dataclass
-class _Cycle:
+class Cycle:
     session: Session
     observed: Observed
     plan: DeployPlan
@@ -116,10 +121,15 @@ class _Cycle:
     aside: bool = False  # the previous release of the new colour is set aside (restored on failure)
     aside_was_running: bool = False
     offset: int = 0  # where the access log ended when traffic began to move: the bake reads from there
+    resume_from: int = 0  # the canary step to begin with (a promoted canary goes on where it paused)
 
-    def run(self, last: str | None = None) -> None:
-        """Carry out the plan's steps in order; stop after the step named `last` when given."""
+    def run(self, first: str | None = None, last: str | None = None) -> None:
+        """Carry out the plan's steps in order, from the step named `first` to the one named `last`."""
+        started = first is None
         for step in self.plan.steps:
+            started = started or step.kind == first
+            if not started:
+                continue
             if step.skip:
                 self.session.out.say(f"{step.kind}: skipped ({step.skip})")
             else:
@@ -188,20 +198,10 @@ class _Cycle:
         if self.old is not None:
             old_info = self.observed.container(self.old)
             self.host_ports[self.old] = old_info.host_port if old_info else None
-        self.offset = log_offset(session)
         # For bench/cutover.py: the moment traffic starts to move (a monotonic clock, comparable on one machine).
         session.result.figures["switch_decided_monotonic"] = session.clock.now()
         if spec.rollout.strategy == "canary" and self.old is not None:
-            for number, step in enumerate(spec.rollout.steps, start=1):
-                weights: dict[Colour, int] = {self.old: 100 - step.weight, self.new: step.weight}
-                session.out.say(f"switch: canary step {number}: {step.weight}% to {self.new}")
-                self.switched = True
-                apply_weights(session, weights, self.host_ports, confirm=None)
-                verdict = bake(session, self.new, self.offset, step.bake, self.alive)
-                session.result.bake = verdict
-                if verdict.breaches:
-                    raise DeployFailed(f"canary step {number} ({step.weight}%): " + "; ".join(verdict.breaches))
-                self.offset = log_offset(session)
+            canary.run_steps(self)
         session.out.say(f"switch: all traffic to {self.new}")
         self.switched = True
         apply_weights(session, {self.new: 100}, self.host_ports, confirm=self.new)
@@ -221,7 +221,7 @@ class _Cycle:
 
     def step_bake(self) -> None:
         session = self.session
-        verdict = bake(session, self.new, self.offset, session.loaded.spec.rollout.bake, self.alive)
+        verdict, _ = watch(session, self.new, None, self.offset, session.loaded.spec.rollout.bake, self.alive)
         session.result.bake = verdict
         if verdict.breaches:
             raise DeployFailed("live traffic breached rollout.rollback_on: " + "; ".join(verdict.breaches))
@@ -268,6 +268,12 @@ class _Cycle:
                 session.out.say("rollback: removing the routing (nothing was live before this deploy)")
                 remove_routing(session)
         if self.started:
+            if self.switched:
+                # Clients may still be waiting on answers from the new colour: let them finish first.
+                colours.drain(session, self.new)
+                session.engine.stop(
+                    session.layout.container(self.new), timeout=session.loaded.spec.rollout.drain_timeout
+                )
             session.out.say(f"rollback: removing {self.new}")
             session.engine.remove(session.layout.container(self.new))
         if self.aside:
@@ -276,6 +282,11 @@ class _Cycle:
             session.engine.rename(session.layout.set_aside(self.new), session.layout.container(self.new))
             if self.aside_was_running:
                 session.engine.start(session.layout.container(self.new), session.loaded.spec.runtime.port)
+
+
+def read_state(session: Session) -> HostState:
+    state, _ = HostState.from_json(session.layout.name, session.host.read_file(session.layout.state_file))
+    return state
 
 
 def record_state(session: Session, state: HostState) -> None:
@@ -297,8 +308,15 @@ def deploy(session: Session, *, force: bool = False, preview: bool = False) -> N
     """
     result = session.result
     with session.phase("observe"):
-        recover_set_aside(session)
+        recover_set_aside(session, read_state(session))
         observed, plan = make_plan(session, force=force)
+    if observed.state.canary is not None:
+        c = observed.state.canary
+        raise DeployFailed(
+            f"a canary of {c.release.model} is in progress ({c.weight}% to {c.new}"
+            + (f", paused: {c.paused}" if c.paused else "")
+            + "): run `bgdeploy promote` to go on or `bgdeploy abort` to send all traffic back first"
+        )
     if plan.unchanged:
         session.out.say("unchanged: the spec is already live; nothing to do (use --force to redeploy)")
         converge(session, observed)
@@ -308,7 +326,7 @@ def deploy(session: Session, *, force: bool = False, preview: bool = False) -> N
     if plan.blockers:
         raise DeployFailed("preflight refused the deploy, nothing was changed: " + "; ".join(plan.blockers))
     old = observed.live.colour if observed.live is not None and observed.running(observed.live.colour) else None
-    cycle = _Cycle(session, observed, plan, plan.new_colour, old)
+    cycle = Cycle(session, observed, plan, plan.new_colour, old)
     result.target = Release(
         plan.new_colour,
         session.loaded.spec.model.name,
@@ -317,12 +335,25 @@ def deploy(session: Session, *, force: bool = False, preview: bool = False) -> N
         cycle.deployed_at,
     )
     result.previous_colour = old
+    finish(cycle, last="validate" if preview else None, preview=preview)
+
+
+def finish(cycle: Cycle, first: str | None = None, last: str | None = None, preview: bool = False) -> None:
+    """Run the cycle's steps; on failure undo and raise DeployFailed; on a canary pause record it."""
+    session, result, plan, old = cycle.session, cycle.session.result, cycle.plan, cycle.old
     try:
-        cycle.run(last="validate" if preview else None)
+        cycle.run(first=first, last=last)
         if preview:
             with session.phase("cleanup"):
                 session.out.say(f"preview: {plan.new_colour} passed; removing it (a preview never takes traffic)")
                 cycle.undo()
+    except canary.Paused as paused:
+        canary.record(cycle, paused=str(paused))
+        session.out.say(f"paused: {paused}")
+        result.outcome = "paused"
+        result.paused = str(paused)
+        result.active_colour = old
+        return
     except (BgdeployError, KeyboardInterrupt) as exc:
         if isinstance(exc, colours.ContainerFailed):
             result.failed_logs = [session.out.mask(line) for line in exc.logs]
@@ -330,6 +361,7 @@ def deploy(session: Session, *, force: bool = False, preview: bool = False) -> N
         try:
             with session.phase("rollback"):
                 cycle.undo()
+                canary.clear(cycle)
         except BgdeployError as undo_error:
             session.warn(f"rollback did not finish: {undo_error}; run `bgdeploy rollback` or deploy again")
         result.active_colour = old

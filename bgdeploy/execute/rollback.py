@@ -6,7 +6,7 @@ from __future__ import annotations
 from bgdeploy.errors import DeployFailed
 from bgdeploy.execute import colours
 from bgdeploy.execute.clock import utc_now
-from bgdeploy.execute.deploy import record_state, recover_set_aside
+from bgdeploy.execute.deploy import read_state, record_state, recover_set_aside
 from bgdeploy.execute.observe import observe
 from bgdeploy.execute.router import apply_weights
 from bgdeploy.execute.session import Session
@@ -17,10 +17,15 @@ from bgdeploy.plan.state import Release
 def rollback(session: Session) -> None:
     result = session.result
     with session.phase("observe"):
-        recover_set_aside(session)
+        recover_set_aside(session, read_state(session))
         observed = observe(session)
     for warning in observed.warnings:
         session.warn(warning)
+    if observed.state.canary is not None:
+        raise DeployFailed(
+            f"a canary is in progress ({observed.state.canary.weight}% to {observed.state.canary.new}): "
+            "`bgdeploy abort` sends all traffic back to the old colour"
+        )
     live = observed.live
     result.live_before = live
     result.active_colour = live.colour if live is not None else None

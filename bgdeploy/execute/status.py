@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from bgdeploy.execute.checks import figures
 from bgdeploy.execute.observe import observe
+from bgdeploy.execute.router import access_log_path
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import COLOURS
 from bgdeploy.plan.state import parse_history
+from bgdeploy.plan.verdict import judge_live, parse_access_log
 from bgdeploy.transports.http import ServerClient
 
 
@@ -33,7 +36,23 @@ def status(session: Session) -> dict[str, Any]:
                 entry["health"] = "healthy" if probe.state == "ready" else f"{probe.state} ({probe.detail})"
         colours[colour] = entry
     live = observed.live
+    canary = observed.state.canary
+    traffic: dict[str, Any] = {}
+    if canary is not None or (observed.router_weights and len(observed.router_weights) > 1):
+        traffic = _recent_traffic(session)
     return {
+        "canary": None
+        if canary is None
+        else {
+            "new": canary.new,
+            "old": canary.old,
+            "step": canary.step + 1,
+            "steps": len(spec.rollout.steps),
+            "weight": canary.weight,
+            "paused": canary.paused,
+            "model": canary.release.model,
+        },
+        "traffic": traffic,
         "name": spec.name,
         "host": session.host.description,
         "live": None if live is None else live.__dict__,
@@ -50,6 +69,27 @@ def status(session: Session) -> dict[str, Any]:
     }
 
 
+def _recent_traffic(session: Session, window: int = 512 * 1024) -> dict[str, Any]:
+    """Each colour's figures over the end of the router's access log (the last few thousand requests)."""
+    path = access_log_path(session)
+    size = session.host.size(path)
+    tail = session.host.read_from(path, max(0, size - window)).decode(errors="replace").splitlines()[1:]
+    samples = parse_access_log(tail)
+    limits = session.loaded.spec.rollout.rollback_on
+    out: dict[str, Any] = {}
+    for colour in COLOURS:
+        verdict = judge_live(samples, colour, limits, min_requests=limits.min_requests)
+        if verdict.requests:
+            out[colour] = {
+                "requests": verdict.requests,
+                "errors": verdict.errors,
+                "error_rate": verdict.error_rate,
+                "p95_latency_s": verdict.p95_latency_s,
+                "summary": figures(colour, verdict),
+            }
+    return out
+
+
 def render_status(data: dict[str, Any]) -> str:
     lines = [f"{data['name']} on {data['host']}"]
     live = data["live"]
@@ -62,6 +102,15 @@ def render_status(data: dict[str, Any]) -> str:
         )
     weights = ", ".join(f"{c} {w}%" for c, w in data["router"]["weights"].items()) or "no config"
     lines.append(f"router ({data['router']['mode']}): {weights}")
+    canary = data.get("canary")
+    if canary:
+        state = f"paused: {canary['paused']}" if canary["paused"] else "running"
+        lines.append(
+            f"canary: {canary['model']} on {canary['new']}, step {canary['step']}/{canary['steps']} at "
+            f"{canary['weight']}%, {state}"
+        )
+    for entry in data.get("traffic", {}).values():
+        lines.append(f"  recent traffic: {entry['summary']}")
     for colour, entry in data["colours"].items():
         if entry["container"] == "absent":
             lines.append(f"  {colour}: no container")

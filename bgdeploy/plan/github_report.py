@@ -9,7 +9,7 @@ from bgdeploy.plan.report import escape_inline
 from bgdeploy.plan.result import Result
 
 COMMENT_LIMIT = 65_536  # GitHub refuses longer comment bodies
-MODES = ("auto", "validate", "plan", "preview", "deploy", "rollback")
+MODES = ("auto", "validate", "plan", "preview", "deploy", "rollback", "promote", "promote-full", "abort")
 
 
 def marker(name: str) -> str:

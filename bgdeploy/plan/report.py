@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from bgdeploy.plan.result import Result
-from bgdeploy.plan.verdict import PromptResult, Verdict, format_rate, format_seconds
+from bgdeploy.plan.verdict import LiveVerdict, PromptResult, Verdict, format_rate, format_seconds
 
 ANSWER_CHARS = 120
 LOG_LINES = 20
@@ -21,6 +21,8 @@ _OUTCOME = {
     "rolled-back": "↩️ **Rolled back**",
     "planned": "📝 **Planned**",
     "previewed": "🔍 **Previewed**",
+    "paused": "⏸️ **Canary paused**",
+    "aborted": "↩️ **Canary aborted**",
     "invalid": "⚠️ **Invalid spec**",
 }
 
@@ -73,6 +75,58 @@ def _checks(verdict: Verdict) -> list[str]:
     return rows
 
 
+def _live(verdict: LiveVerdict | None) -> list[str]:
+    if verdict is None:
+        return ["-", "-", "-"]
+    p95 = format_seconds(verdict.p95_latency_s) if verdict.p95_latency_s is not None else "-"
+    return [str(verdict.requests), format_rate(verdict.error_rate), p95]
+
+
+def _canary_rows(result: Result) -> list[str]:
+    new = result.target.colour if result.target else "new"
+    old = result.previous_colour or "old"
+    mark = {"passed": "✅ passed", "breached": "❌ breached", "inconclusive": "⏸️ inconclusive"}
+    rows = [
+        "#### Canary",
+        "",
+        f"| step | weight | held | {new} requests | {new} errors | {new} p95 | {old} requests | {old} errors "
+        f"| {old} p95 | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for rec in result.canary:
+        cells = [
+            str(rec.step),
+            f"{rec.weight}%",
+            format_seconds(rec.seconds),
+            *_live(rec.new),
+            *_live(rec.old),
+            mark.get(rec.verdict, rec.verdict),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+        rows += [f"| | | | {escape_inline(b, 300)} | | | | | | |" for b in rec.new.breaches]
+    # Traffic share over time: the observed share of the new colour at each step.
+    shares = [
+        round(100 * rec.new.requests / max(1, rec.new.requests + (rec.old.requests if rec.old else 0)))
+        for rec in result.canary
+    ]
+    labels = ", ".join(f'"{rec.step}"' for rec in result.canary)
+    rows += [
+        "",
+        "```mermaid",
+        "xychart-beta",
+        f'    title "Share of requests served by {new} (%)"',
+        f"    x-axis [{labels}]",
+        '    y-axis "percent" 0 --> 100',
+        f"    bar [{', '.join(str(rec.weight) for rec in result.canary)}]",
+        f"    line [{', '.join(str(s) for s in shares)}]",
+        "```",
+        "",
+        "Bars: the weight asked of the router; line: the share of requests the new colour actually served.",
+        "",
+    ]
+    return rows
+
+
 def headline(result: Result, *, markdown: bool = True) -> str:
     """One line, outcome first. Plain text (for a terminal) when not `markdown`."""
     if not markdown:
@@ -91,6 +145,10 @@ def headline(result: Result, *, markdown: bool = True) -> str:
     if result.outcome == "previewed" and target is not None:
         live = f"; {result.active_colour} keeps serving" if result.active_colour else ""
         return f"{outcome}: {escape_inline(target.model, 80)} loaded and passed validation (not switched){live}"
+    if result.outcome == "paused" and target is not None:
+        return f"{outcome}: {escape_inline(result.paused or '', 400)}"
+    if result.outcome == "aborted":
+        return f"{outcome}: all traffic is back on {result.active_colour}"
     if result.outcome == "rolled-back" and target is not None:
         return f"{outcome}: {target.colour} serves {escape_inline(target.model, 80)} again"
     if result.outcome == "unchanged" and before is not None:
@@ -125,7 +183,9 @@ def render(result: Result) -> str:
         lines += ["", *_checks(result.validation), ""]
     if result.smoke is not None:
         lines += ["#### Smoke test through the router", "", *_verdict_rows(result.smoke, None, "result", ""), ""]
-    if result.bake is not None:
+    if result.canary:
+        lines += _canary_rows(result)
+    if result.bake is not None and not result.canary:
         b = result.bake
         p95 = format_seconds(b.p95_latency_s) if b.p95_latency_s is not None else "-"
         state = "breached" if b.breaches else ("inconclusive (too few requests)" if b.inconclusive else "ok")

@@ -10,7 +10,9 @@ from bgdeploy.plan.state import Release
 from bgdeploy.plan.steps import DeployPlan
 from bgdeploy.plan.verdict import LiveVerdict, Verdict
 
-Outcome = Literal["deployed", "unchanged", "failed", "rolled-back", "planned", "previewed", "invalid"]
+Outcome = Literal[
+    "deployed", "unchanged", "failed", "rolled-back", "planned", "previewed", "paused", "aborted", "invalid"
+]
 
 
 @dataclass
@@ -19,6 +21,18 @@ class Phase:
     seconds: float
     outcome: Literal["ok", "failed", "skipped"]
     detail: str = ""
+
+
+@dataclass
+class CanaryRecord:
+    """One canary step as it happened: the weight, how long it was held, and both colours' live figures."""
+
+    step: int  # 1-based
+    weight: int
+    seconds: float
+    new: LiveVerdict
+    old: LiveVerdict | None
+    verdict: str  # passed | breached | inconclusive | interrupted
 
 
 @dataclass
@@ -36,6 +50,8 @@ class Result:
     live_validation: Verdict | None = None
     smoke: Verdict | None = None
     bake: LiveVerdict | None = None
+    canary: list[CanaryRecord] = field(default_factory=list)
+    paused: str | None = None
     failure: str | None = None
     failed_logs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

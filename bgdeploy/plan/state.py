@@ -38,6 +38,42 @@ class Release:
 
 
 @dataclass(frozen=True)
+class CanaryState:
+    """A canary in progress: recorded at every step, so a later process can promote, abort or recover it."""
+
+    new: Colour
+    old: Colour
+    step: int  # index of the last step applied (0-based)
+    weight: int  # percent of traffic to `new` now
+    release: Release
+    paused: str = ""  # why it waits for `bgdeploy promote` (empty: a process is driving it)
+    aside: bool = False  # the previous release of `new` waits under its set-aside name
+    aside_was_running: bool = False
+
+    @classmethod
+    def from_json(cls, data: Any) -> CanaryState | None:
+        if not isinstance(data, dict):
+            return None
+        release = Release.from_json(data.get("release"))
+        new, old = data.get("new"), data.get("old")
+        if release is None or new not in COLOURS or old not in COLOURS or new == old:
+            return None
+        try:
+            return cls(
+                new=new,
+                old=old,
+                step=int(data["step"]),
+                weight=int(data["weight"]),
+                release=release,
+                paused=str(data.get("paused", "")),
+                aside=bool(data.get("aside", False)),
+                aside_was_running=bool(data.get("aside_was_running", False)),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
 class HostState:
     """state.json: the live release, the one kept for rollback, and an in-progress canary (if any)."""
 
@@ -46,6 +82,7 @@ class HostState:
     previous: Release | None = None
     since: str = ""
     weights: dict[str, int] = field(default_factory=dict)
+    canary: CanaryState | None = None
 
     def to_json(self) -> bytes:
         body = {"version": STATE_VERSION, **asdict(self)}
@@ -70,13 +107,18 @@ class HostState:
                 previous=Release.from_json(data.get("previous")),
                 since=str(data.get("since", "")),
                 weights={str(k): int(v) for k, v in (weights or {}).items() if isinstance(v, int)},
+                canary=CanaryState.from_json(data.get("canary")),
             ),
             [],
         )
 
     def with_live(self, live: Release, since: str) -> HostState:
         previous = self.live if self.live is not None and self.live.colour != live.colour else self.previous
-        return replace(self, live=live, previous=previous, since=since, weights={live.colour: 100})
+        return replace(self, live=live, previous=previous, since=since, weights={live.colour: 100}, canary=None)
+
+    def with_canary(self, canary: CanaryState | None) -> HostState:
+        weights = {str(canary.old): 100 - canary.weight, str(canary.new): canary.weight} if canary else self.weights
+        return replace(self, canary=canary, weights=weights)
 
 
 def history_line(entry: dict[str, Any]) -> bytes:

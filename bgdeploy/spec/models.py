@@ -295,6 +295,24 @@ class RollbackOn(_Section):
 
     max_error_rate: Fraction = Field(default=0.01, description="Maximum fraction of failed live requests.")
     p95_latency: Duration | None = Field(default=None, description="Maximum 95th percentile live latency.")
+    max_p95_vs_live: float | None = Field(
+        default=None,
+        gt=1,
+        le=100,
+        description=(
+            "Canary: the new colour's p95 latency may be at most this many times the old colour's over the same "
+            "window (e.g. 1.2), judged once both have min_requests."
+        ),
+    )
+    min_requests: int = Field(
+        default=20,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Fewer requests than this to the new colour in a step is too few to judge: the step is inconclusive "
+            "and the canary pauses instead of guessing."
+        ),
+    )
 
 
 class Rollout(_Section):
@@ -314,6 +332,17 @@ class Rollout(_Section):
     drain_timeout: Duration = Field(
         default=duration_default("120s"),
         description="Let the old colour finish in-flight requests this long before stopping it.",
+    )
+    auto_promote: bool = Field(
+        default=True,
+        description=(
+            "Canary: move to the next step by itself when a step's bake passes. false: pause after each step "
+            "until `bgdeploy promote` (or `abort`)."
+        ),
+    )
+    analysis_interval: Duration = Field(
+        default=duration_default("10s"),
+        description="Canary and bake: how often live traffic is checked against rollback_on.",
     )
     keep_previous: Literal["running", "stopped", "removed"] = Field(
         default="stopped",
