@@ -379,3 +379,25 @@ def test_phase_seconds_sums_repeated_phases() -> None:
     result = deployed(phases=[Phase("bake", 1.0, "ok"), Phase("bake", 2.5, "ok"), Phase("start", 9.0, "ok")])
     assert result.phase_seconds("bake") == 3.5
     assert result.phase_seconds("missing") == 0.0
+
+
+def test_canary_progression_table_and_chart() -> None:
+    from bgdeploy.plan.result import CanaryRecord
+    from bgdeploy.plan.verdict import LiveVerdict
+
+    def live(requests: int, errors: int, p95: float) -> LiveVerdict:
+        return LiveVerdict(requests, errors, errors / requests, p95, (), False, True)
+
+    breach = LiveVerdict(40, 2, 0.05, 0.2, ("error rate 5% > 1% (2 of 40 requests)",), False, False)
+    result = Result(command="deploy", name="chat", outcome="failed", failure="canary step 2 breached",
+                    active_colour="blue", previous_colour="blue",
+                    target=Release("green", "acme/v2", "img", "h", "t"))
+    result.canary = [
+        CanaryRecord(1, 10, 60.0, live(30, 0, 0.1), live(270, 0, 0.09), "passed"),
+        CanaryRecord(2, 50, 12.5, breach, live(45, 0, 0.1), "breached"),
+    ]
+    text = render(result)
+    assert "| step | weight | held | green requests |" in text
+    assert "| 1 | 10% | 60s | 30 | 0% | 100ms | 270 | 0% | 90ms | ✅ passed |" in text
+    assert "❌ breached" in text and "error rate 5% &gt; 1% \\(2 of 40 requests\\)" in text
+    assert "xychart-beta" in text and "bar [10, 50]" in text and "line [10, 47]" in text

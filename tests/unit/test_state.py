@@ -162,3 +162,22 @@ def test_parse_history_skips_bad_lines() -> None:
 def test_parse_history_of_fewer_entries_than_the_limit() -> None:
     raw = history_line({"n": 1}) + history_line({"n": 2})
     assert parse_history(raw, limit=10) == [{"n": 1}, {"n": 2}]
+
+
+def test_a_canary_in_progress_round_trips_and_sets_the_weights() -> None:
+    from bgdeploy.plan.state import CanaryState
+
+    release = Release("green", "acme/v2", "img:2", "h2", "2026-11-26T00:00:00Z")
+    canary = CanaryState(new="green", old="blue", step=1, weight=50, release=release, paused="auto_promote is false",
+                         aside=True)
+    state = HostState(name="chat").with_canary(canary)
+    assert state.weights == {"blue": 50, "green": 50}
+    loaded, warnings = HostState.from_json("chat", state.to_json())
+    assert warnings == [] and loaded.canary == canary
+    assert loaded.with_live(release, "now").canary is None, "finishing the deploy ends the canary"
+
+
+def test_a_damaged_canary_record_is_ignored_not_fatal() -> None:
+    raw = b'{"name": "chat", "canary": {"new": "green", "old": "green", "step": "x"}}'
+    loaded, _ = HostState.from_json("chat", raw)
+    assert loaded.canary is None
