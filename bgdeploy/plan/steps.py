@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from bgdeploy.plan.names import Colour, other
 from bgdeploy.plan.state import Release
@@ -190,17 +190,4 @@ def _switch_summary(spec: Spec, new: Colour) -> str:
     return f"send all traffic to {new} (nginx -t, atomic rename, reload, confirm through the router)"
 
 
-_ORDER: tuple[StepKind, ...] = (
-    "remove-stale",
-    "pull-image",
-    "start",
-    "wait-ready",
-    "validate",
-    "router",
-    "switch",
-    "smoke",
-    "bake",
-    "drain",
-    "retire",
-    "record",
-)
+_ORDER: tuple[StepKind, ...] = get_args(StepKind)  # the plan order is the order StepKind lists them
