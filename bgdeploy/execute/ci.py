@@ -200,6 +200,10 @@ class Runner:
             loaded = load_spec(spec_path)
         except SpecError as exc:
             return self.invalid(exc)
+        except UsageError as exc:
+            self.print(error_annotation(str(exc), title="bgdeploy"))
+            self.set_outputs(outputs(None, "invalid", "", None))
+            return EXIT_INVALID
         finally:
             self.endgroup()
         for secret_name in loaded.spec.runtime.secret_env:

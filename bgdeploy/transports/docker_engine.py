@@ -6,9 +6,9 @@ docker-py exceptions stop here and come out as TransportError naming the contain
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -19,7 +19,6 @@ from bgdeploy.errors import TransportError
 from bgdeploy.plan.container import ContainerPlan
 from bgdeploy.plan.names import LABEL_PREFIX
 
-T = TypeVar("T")
 ROUTER_PORT = 8080  # nginx's port inside the router container; published on router.bind:router.listen
 
 
@@ -55,12 +54,6 @@ def _docker_errors(what: str) -> Iterator[None]:
         raise TransportError(f"{what} failed: {detail}") from None
 
 
-def _call(what: str, fn: Callable[[], T]) -> T:
-    with _docker_errors(what):
-        return fn()
-    raise AssertionError("unreachable")  # pragma: no cover - the context manager either returns or raises
-
-
 class DockerEngine:
     def __init__(self, client: docker.DockerClient) -> None:
         self.client = client
@@ -73,13 +66,6 @@ class DockerEngine:
         except (APIError, DockerException) as exc:
             raise TransportError(f"inspecting container {name} failed: {exc}") from None
         return _info(container, port)
-
-    def list_labelled(self, name: str) -> list[ContainerInfo]:
-        found = _call(
-            "listing containers",
-            lambda: self.client.containers.list(all=True, filters={"label": f"{LABEL_PREFIX}name={name}"}),
-        )
-        return [_info(c, None) for c in found]
 
     def image_present(self, image: str) -> bool:
         try:

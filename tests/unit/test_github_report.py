@@ -102,3 +102,18 @@ def test_upsert_follows_pagination_to_find_the_marker() -> None:
     result = _client(handler, []).upsert_comment("o/r", 7, marker("chat"), "new")
     assert result == (500, "https://x/500", False)
     assert calls[-1] == ("PATCH", "https://ghe.example/api/v3/repos/o/r/issues/comments/500")
+
+
+def test_ci_with_a_missing_spec_file_says_so_and_sets_outcome_invalid(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from bgdeploy.execute.ci import Runner
+
+    assert isinstance(tmp_path, Path)
+    output = tmp_path / "output"
+    output.write_text("")
+    lines: list[str] = []
+    env = {"BGDEPLOY_SPEC": str(tmp_path / "nope.yaml"), "GITHUB_OUTPUT": str(output), "GITHUB_ACTIONS": "true"}
+    assert Runner(env, lines.append).run() == 2
+    assert any(line.startswith("::error title=bgdeploy::") and "no such file" in line for line in lines)
+    assert "outcome<<" in output.read_text() and "\ninvalid\n" in output.read_text()
