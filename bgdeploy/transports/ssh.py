@@ -225,16 +225,25 @@ class SshHost:
         """Create `path` only if it does not exist (atomic on the server); False when it exists."""
         with self._sftp_lock:
             sftp = self._sftp_client()
-            try:
-                self.makedirs(posixpath.dirname(path))
-                with sftp.open(path, "wxb") as handle:  # O_EXCL: fails when it exists
-                    handle.write(data)
-                return True
-            except OSError as exc:
-                with contextlib.suppress(OSError):
+            self.makedirs(posixpath.dirname(path))
+            failure: OSError | None = None
+            # SFTP says only "Failure" when O_EXCL finds the file; a stat tells that apart from a real error.
+            # Two tries: the file may vanish between the failed create and the stat (a lock just released).
+            for _ in range(2):
+                try:
+                    with sftp.open(path, "wxb") as handle:  # O_EXCL: fails when it exists
+                        handle.write(data)
+                    return True
+                except OSError as exc:
+                    failure = exc
+                try:
                     sftp.stat(path)
                     return False
-                raise TransportError(f"cannot create {path} on {self._description}: {exc}") from None
+                except FileNotFoundError:
+                    continue
+                except OSError:
+                    break
+            raise TransportError(f"cannot create {path} on {self._description}: {failure}") from None
 
     def read_from(self, path: str, offset: int) -> bytes:
         """The bytes of `path` after `offset` (b"" when it is missing): for following a log."""
