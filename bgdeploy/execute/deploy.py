@@ -13,7 +13,7 @@ from bgdeploy.execute import canary, colours
 from bgdeploy.execute.checks import ask_all, describe, log_offset, watch
 from bgdeploy.execute.clock import utc_now
 from bgdeploy.execute.observe import Observed, observe
-from bgdeploy.execute.router import apply_weights, remove_routing, router_port
+from bgdeploy.execute.router import apply_weights, remove_routing, rotate_access_log, router_port
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import COLOURS, Colour, other
 from bgdeploy.plan.state import HostState, Release, history_line
@@ -198,6 +198,7 @@ class Cycle:
         if self.old is not None:
             old_info = self.observed.container(self.old)
             self.host_ports[self.old] = old_info.host_port if old_info else None
+            rotate_access_log(session)
         # For bench/cutover.py: the moment traffic starts to move (a monotonic clock, comparable on one machine).
         session.result.figures["switch_decided_monotonic"] = session.clock.now()
         if spec.rollout.strategy == "canary" and self.old is not None:

@@ -14,6 +14,7 @@ from bgdeploy.execute.observe import router_config_path
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import LABEL_PREFIX, Colour
 from bgdeploy.plan.nginx import Backend, RouterConfig, render_full_conf, render_http_block
+from bgdeploy.spec.models import size_bytes
 from bgdeploy.transports.docker_engine import ROUTER_PORT
 from bgdeploy.transports.http import ServerClient
 
@@ -130,6 +131,24 @@ def apply_weights(
             raise DeployFailed(f"nginx -s reload failed, so the old config was restored: {output}")
     if confirm is not None:
         confirm_colour(session, confirm)
+
+
+def rotate_access_log(session: Session) -> None:
+    """Keep the access log bounded: past router.access_log_max it moves to access.log.1 and nginx reopens.
+
+    Done before traffic moves, so that the bake and canary analysis read a fresh, small log.
+    """
+    path = access_log_path(session)
+    limit = size_bytes(session.loaded.spec.router.access_log_max)
+    size = session.host.size(path)
+    if size <= limit:
+        return
+    session.host.rename(path, f"{path}.1")
+    code, output = _nginx(session, "-s", "reopen")
+    if code != 0:
+        session.warn(f"nginx -s reopen after rotating the access log failed: {output}")
+    else:
+        session.out.say(f"router: rotated the access log ({size // 1024} KiB > {limit // 1024} KiB)")
 
 
 def remove_routing(session: Session) -> None:

@@ -33,6 +33,13 @@ GENERATED_FLAGS = {
 COMMAND_PLACEHOLDERS = ("model", "served_name", "port")
 
 
+def size_bytes(text: str) -> int:
+    """A size as written in the spec (16g, 512m, 64k, 100) in bytes."""
+    units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+    last = text[-1].lower()
+    return int(text[:-1]) * units[last] if last in units else int(text)
+
+
 def _str_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
@@ -209,6 +216,13 @@ class Router(_Section):
     read_timeout: Duration = Field(
         default=duration_default("120s"),
         description="proxy_read_timeout: longer than the longest answer, streams included.",
+    )
+    access_log_max: str = Field(
+        default="64m",
+        pattern=SIZE_PATTERN,
+        description=(
+            "Rotate the router's access log (kept once, as access.log.1) when a deploy finds it larger than this."
+        ),
     )
 
 

@@ -160,3 +160,18 @@ def test_a_failed_deploy_keeps_the_previous_release_for_rollback(dep: Deployment
     assert dep.container_status("blue") == "exited"
     ok(dep.run("rollback"))
     assert dep.serving_model() == "acme/chat-v1"
+
+
+def test_a_large_access_log_is_rotated_before_traffic_moves(dep: Deployment) -> None:
+    dep.write("acme/chat-v1")
+    ok(dep.run("deploy"))
+    for _ in range(20):  # about 250 bytes of log each
+        assert dep.chat().status_code == 200
+    logs = dep.state_dir() / "router" / "logs"
+    assert (logs / "access.log").stat().st_size > 1024
+    dep.write("acme/chat-v2", router={"access_log_max": "1k"})
+    out = ok(dep.run("deploy"))
+    assert "rotated the access log" in out
+    assert (logs / "access.log.1").stat().st_size > 1024
+    # nginx reopened its log: the smoke test of v2 went to the new file.
+    assert '"colour":"green"' in (logs / "access.log").read_text()

@@ -71,3 +71,16 @@ def test_spec_hash_is_stable_and_changes_with_the_model() -> None:
     first = load(MINIMAL).spec_hash
     assert first == load(MINIMAL).spec_hash
     assert first != load(MINIMAL.replace("Llama-3.1-8B", "Llama-3.2-3B")).spec_hash
+
+
+def test_sizes_in_bytes() -> None:
+    from bgdeploy.spec.models import size_bytes
+
+    assert [size_bytes(t) for t in ("100", "64k", "64m", "16g", "2G", "7b")] == [
+        100,
+        65536,
+        64 << 20,
+        16 << 30,
+        2 << 30,
+        7,
+    ]
