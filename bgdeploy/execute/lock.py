@@ -1,7 +1,9 @@
 """One deploy per deployment name per host: an atomic lock file with owner, start time and a heartbeat.
 
-Created with O_EXCL on the host (atomic); a thread refreshes the heartbeat. A lock whose heartbeat is
-older than `stale_after` belonged to a process that was killed: it is taken over with a warning.
+Created with O_EXCL on the host (atomic); a thread refreshes the heartbeat. A lock belonged to a killed
+process, and is taken over with a warning, when its heartbeat stopped: either its timestamp is older than
+STALE_AFTER by our clock (generous, since runners' clocks may differ), or, clock-free, a waiting process
+saw the very same heartbeat unchanged for QUIET_AFTER of its own waiting.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from bgdeploy.execute.clock import Clock, utc_now
 from bgdeploy.transports.base import Host
 
 HEARTBEAT_EVERY = 5.0
-STALE_AFTER = 45.0
+STALE_AFTER = 300.0  # by the timestamp: allows minutes of clock difference between two runners
+QUIET_AFTER = 45.0  # by observation: nine missed heartbeats, measured on our own clock
 
 
 class LockHeld(DeployFailed):
@@ -73,13 +76,16 @@ class HostLock:
     def acquire(self, wait: float = 0.0) -> None:
         """Take the lock, waiting up to `wait` seconds for a live holder; raise LockHeld naming it."""
         deadline = self._clock.now() + wait
+        first_seen: dict[tuple[str, float], float] = {}
         while True:
             if self._host.create_exclusive(self._path, self._info().to_json()):
                 break
             # None: released between our two calls; count it as a live holder and try again shortly.
             holder = LockInfo.parse(self._host.read_file(self._path)) or LockInfo("someone", "now", time.time(), "")
+            seen = first_seen.setdefault((holder.token, holder.heartbeat), self._clock.now())
+            quiet = self._clock.now() - seen
             age = time.time() - holder.heartbeat
-            if age > STALE_AFTER and self._take_over(holder, age):
+            if (age > STALE_AFTER or quiet >= QUIET_AFTER) and self._take_over(holder, max(age, quiet)):
                 break
             if self._clock.now() >= deadline:
                 raise LockHeld(

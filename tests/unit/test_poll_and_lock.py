@@ -345,3 +345,36 @@ def test_lock_info_round_trip() -> None:
     info = LockInfo("alice", "2025-01-01T00:00:00Z", 123.5, "abc")
     assert LockInfo.parse(info.to_json()) == info
     assert LockInfo.parse(None) is None
+
+
+def test_a_heartbeat_that_never_changes_is_stale_whatever_the_clocks_say() -> None:
+    """The holder's clock runs 10 minutes ahead of ours, so its timestamp looks fresh; but it never moves."""
+    from bgdeploy.execute.lock import QUIET_AFTER
+
+    fake = FakeHost()
+    fake.files[PATH] = stale_lock(age=-600)
+    clock = FakeClock()
+    lock = HostLock(as_host(fake), PATH, clock, owner="bob")
+    lock.acquire(wait=QUIET_AFTER + 30)
+    try:
+        assert holder(fake).owner == "bob"
+        assert QUIET_AFTER <= clock.t - 1000.0 < QUIET_AFTER + 5, "taken over once it was quiet long enough"
+        assert "took over a stale lock from carol" in lock.warnings[0]
+    finally:
+        lock.release()
+
+
+def test_a_moving_heartbeat_is_never_taken_over() -> None:
+    from bgdeploy.execute.lock import QUIET_AFTER
+
+    fake = FakeHost()
+    beats = iter(range(1000))
+
+    def beat() -> None:  # the holder refreshes its heartbeat while we wait
+        body = json.loads(fake.files[PATH])
+        fake.files[PATH] = json.dumps({**body, "heartbeat": time.time() + next(beats) * 1e-3}).encode()
+
+    fake.files[PATH] = stale_lock(age=0)
+    lock = HostLock(as_host(fake), PATH, FakeClock(on_sleep=beat), owner="bob")
+    with pytest.raises(LockHeld, match="carol on runner-3"):
+        lock.acquire(wait=QUIET_AFTER * 3)
