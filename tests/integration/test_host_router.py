@@ -99,3 +99,49 @@ def test_nginx_t_failure_restores_the_old_config_and_blue_keeps_serving(local: L
     assert local.include.read_text() == before
     assert local.serving_model() == "acme/chat-v1"
     assert local.container_status("green") == "absent"
+
+
+INCLUDE_DIR = Path("/etc/nginx/bgdeploy-testbed.d")  # made by scripts/testbed, owned by the SSH user
+
+
+class SshHostRouter(Deployment):
+    """router.mode: host over SSH, as on a real GPU host: the deploy user owns one include file and runs
+    `nginx -t` / `nginx -s reload` through `sudo -n` (the testbed's sudoers rule allows nginx only)."""
+
+    @property
+    def include(self) -> Path:
+        return INCLUDE_DIR / f"bgdeploy-{self.name}.conf"
+
+    def spec(self, model: str = "acme/chat-v1", env: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:
+        data = super().spec(model, env, **extra)
+        data["router"] = {
+            "mode": "host",
+            "sudo": True,
+            "config_path": str(self.include),
+            "listen": self.port,
+            "bind": "127.0.0.1",
+        }
+        return data
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        self.include.unlink(missing_ok=True)
+        subprocess.run(["nginx", "-s", "reload"], check=False, timeout=30)
+
+
+def test_host_nginx_over_ssh_with_sudo(testbed: Testbed, docker_client: Any, tmp_path: Path, host_nginx: None) -> None:
+    if not INCLUDE_DIR.is_dir():
+        unavailable(f"{INCLUDE_DIR} is missing: run scripts/testbed up")
+    dep = SshHostRouter(testbed, tmp_path, docker_client)
+    try:
+        dep.write("acme/chat-v1")
+        ok(dep.run("deploy"))
+        assert dep.include.stat().st_uid != 0, "written over SFTP by the deploy user, not root"
+        assert dep.serving_model() == "acme/chat-v1"
+        dep.write("acme/chat-v2")
+        with Traffic(dep.url) as traffic:
+            dep.wait_for(lambda: len(traffic.models) >= 10, 30, "traffic to flow")
+            switched(traffic, lambda: ok(dep.run("deploy")), "acme/chat-v1", "acme/chat-v2")
+        assert traffic.failures == [], traffic.failures[:5]
+    finally:
+        dep.cleanup()
