@@ -137,3 +137,13 @@ def docker_client(testbed: Testbed) -> Iterator[Any]:
             unavailable(f"image {image} is missing")
     yield client
     client.close()
+
+
+@pytest.fixture
+def dep(testbed: Testbed, docker_client: Any, tmp_path: Path) -> Iterator[Any]:
+    """A deployment with its own name and router port, everything of it removed afterwards."""
+    from tests.integration.deployments import Deployment  # here: deployments imports this module
+
+    deployment = Deployment(testbed, tmp_path, docker_client)
+    yield deployment
+    deployment.cleanup()

@@ -26,6 +26,18 @@ PROMPTS = [
 ]
 
 
+def ok(done: Any) -> str:
+    """The output of a command that must have succeeded (exit 0), or a failure showing all of it."""
+    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    return str(done.stdout + done.stderr)
+
+
+def failed(done: Any) -> str:
+    """The output of a command that must have failed as a deploy fails (exit 1)."""
+    assert done.returncode == 1, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    return str(done.stdout + done.stderr)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -90,13 +102,22 @@ class Deployment:
     def run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         """Run the CLI the way a user does; its output is kept for the assertion messages."""
         return subprocess.run(
-            self.command(*args), capture_output=True, text=True, timeout=timeout, env=self.environ(),
-            cwd=REPO_ROOT, check=False,
+            self.command(*args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.environ(),
+            cwd=REPO_ROOT,
+            check=False,
         )
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            self.command(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.environ(),
+            self.command(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.environ(),
             cwd=REPO_ROOT,
         )
 
@@ -174,8 +195,12 @@ class Traffic:
 
     def _loop(self, stream: bool) -> None:
         deadline = time.monotonic() + self._max
-        body = {"model": "chat", "messages": [{"role": "user", "content": "What is the capital of France?"}],
-                "max_tokens": 32, "stream": stream}
+        body = {
+            "model": "chat",
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "max_tokens": 32,
+            "stream": stream,
+        }
         with httpx.Client(timeout=30) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 self.sent += 1

@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Testbed
-from tests.integration.deployments import Deployment, Traffic
-from tests.integration.test_deploy_cycle import failed, ok
+from tests.integration.deployments import Deployment, Traffic, failed, ok
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def dep(testbed: Testbed, docker_client: Any, tmp_path: Path) -> Iterator[Deployment]:
-    deployment = Deployment(testbed, tmp_path, docker_client)
-    yield deployment
-    deployment.cleanup()
 
 
 def canary(steps: list[tuple[int, str]], **rollout: Any) -> dict[str, Any]:
@@ -65,9 +55,12 @@ def test_a_healthy_canary_goes_10_50_100_with_no_failed_request(dep: Deployment,
 def test_a_green_failing_5_percent_is_caught_in_the_first_step(dep: Deployment) -> None:
     dep.write("acme/chat-v1")
     ok(dep.run("deploy"))
-    dep.write("acme/chat-v2", env={"FAKEVLLM_ERROR_RATE": "0.05"},
-              rollout=canary([(10, "60s")], rollback_on={"max_error_rate": 0.01, "min_requests": 20}),
-              validation={"compare_with_live": False})
+    dep.write(
+        "acme/chat-v2",
+        env={"FAKEVLLM_ERROR_RATE": "0.05"},
+        rollout=canary([(10, "60s")], rollback_on={"max_error_rate": 0.01, "min_requests": 20}),
+        validation={"compare_with_live": False},
+    )
     with Traffic(dep.url) as traffic:
         dep.wait_for(lambda: len(traffic.models) >= 10, 30, "traffic to flow")
         out = failed(dep.run("deploy"))
@@ -85,8 +78,11 @@ def test_a_green_failing_5_percent_is_caught_in_the_first_step(dep: Deployment) 
 def test_a_latency_regression_relative_to_blue_is_caught(dep: Deployment) -> None:
     dep.write("acme/chat-v1")
     ok(dep.run("deploy"))
-    dep.write("acme/chat-v2", env={"FAKEVLLM_LATENCY_MS": "300"},
-              rollout=canary([(50, "60s")], rollback_on={"max_p95_vs_live": 1.5, "min_requests": 10}))
+    dep.write(
+        "acme/chat-v2",
+        env={"FAKEVLLM_LATENCY_MS": "300"},
+        rollout=canary([(50, "60s")], rollback_on={"max_p95_vs_live": 1.5, "min_requests": 10}),
+    )
     with Traffic(dep.url) as traffic:
         dep.wait_for(lambda: len(traffic.models) >= 10, 30, "traffic to flow")
         out = failed(dep.run("deploy"))

@@ -16,7 +16,7 @@ import pytest
 
 from tests.github_stub.events import event_payload, examples_available, write_event
 from tests.github_stub.server import GitHubStub, openapi_available
-from tests.integration.conftest import REPO_ROOT, Testbed, unavailable
+from tests.integration.conftest import REPO_ROOT, unavailable
 from tests.integration.deployments import Deployment
 
 pytestmark = pytest.mark.integration
@@ -46,13 +46,6 @@ class Run:
     log: str
     summary: str
     outputs: dict[str, str]
-
-
-@pytest.fixture
-def dep(testbed: Testbed, docker_client: Any, tmp_path: Path) -> Iterator[Deployment]:
-    deployment = Deployment(testbed, tmp_path, docker_client)
-    yield deployment
-    deployment.cleanup()
 
 
 def parse_outputs(text: str) -> dict[str, str]:

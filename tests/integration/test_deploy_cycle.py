@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Testbed
-from tests.integration.deployments import Deployment, Traffic, switched
+from tests.integration.deployments import Deployment, Traffic, failed, ok, switched
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def dep(testbed: Testbed, docker_client: Any, tmp_path: Path) -> Iterator[Deployment]:
-    deployment = Deployment(testbed, tmp_path, docker_client)
-    yield deployment
-    deployment.cleanup()
-
-
-def ok(done: Any) -> str:
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    return str(done.stdout + done.stderr)
-
-
-def failed(done: Any) -> str:
-    assert done.returncode == 1, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    return str(done.stdout + done.stderr)
 
 
 def test_first_deploy_switch_unchanged_and_rollback_from_stopped_and_running(dep: Deployment, tmp_path: Path) -> None:

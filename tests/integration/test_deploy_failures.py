@@ -12,21 +12,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Testbed
-from tests.integration.deployments import Deployment
-from tests.integration.test_deploy_cycle import failed, ok
+from tests.integration.deployments import Deployment, failed, ok
 
 pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvidia-smi" / "h200"
 NVIDIA_SMI = Path("/usr/local/bin/nvidia-smi")
-
-
-@pytest.fixture
-def dep(testbed: Testbed, docker_client: Any, tmp_path: Path) -> Iterator[Deployment]:
-    deployment = Deployment(testbed, tmp_path, docker_client)
-    yield deployment
-    deployment.cleanup()
 
 
 def write_lock(dep: Deployment, heartbeat: float, owner: str = "alice on ci-runner pid 42") -> Path:
@@ -125,9 +116,7 @@ def fake_nvidia_smi() -> Iterator[Any]:
     NVIDIA_SMI.unlink(missing_ok=True)
 
 
-def test_preflight_refuses_when_green_does_not_fit_or_its_gpu_is_missing(
-    dep: Deployment, fake_nvidia_smi: Any
-) -> None:
+def test_preflight_refuses_when_green_does_not_fit_or_its_gpu_is_missing(dep: Deployment, fake_nvidia_smi: Any) -> None:
     fake_nvidia_smi("query-gpu-split.csv")  # two colours already hold 0.45 each: 13262 MiB free
     dep.write("acme/chat-v1", gpus={"blue": [0], "green": [0]})
     plan = failed(dep.run("plan"))

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Testbed, unavailable
-from tests.integration.deployments import Deployment, Traffic, switched
-from tests.integration.test_deploy_cycle import failed, ok
+from tests.integration.deployments import Deployment, Traffic, failed, ok, switched
 
 pytestmark = pytest.mark.integration
 
