@@ -92,6 +92,9 @@ def _locked(
         except BgdeployError as exc:
             session.warn(f"could not append to the history: {exc}")
         lock.release()
+        for warning in lock.warnings:
+            if warning not in result.warnings:
+                session.warn(warning)
     return result
 
 

@@ -359,6 +359,11 @@ def finish(cycle: Cycle, first: str | None = None, last: str | None = None, prev
         if isinstance(exc, colours.ContainerFailed):
             result.failed_logs = [session.out.mask(line) for line in exc.logs]
         result.failure = "interrupted (SIGINT/SIGTERM)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        if not session.host.connected:
+            result.failure = (
+                f"the SSH connection to {session.host.description} was lost ({exc}); what was already changed on "
+                "the host stays as it is: run the same command again, it converges from there"
+            )
         try:
             with session.phase("rollback"):
                 cycle.undo()

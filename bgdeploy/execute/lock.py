@@ -131,9 +131,13 @@ class HostLock:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=HEARTBEAT_EVERY + 1)
-        current = LockInfo.parse(self._host.read_file(self._path))
-        if current is not None and current.token == self._token:
-            self._host.remove(self._path)
+        try:
+            current = LockInfo.parse(self._host.read_file(self._path))
+            if current is not None and current.token == self._token:
+                self._host.remove(self._path)
+        except BgdeployError as exc:
+            # The connection is gone: the lock stays behind, stops beating, and the next run takes it over.
+            self.warnings.append(f"could not release the lock ({exc}); the next run takes it over once it is stale")
 
 
 def force_unlock(host: Host, path: str) -> str | None:

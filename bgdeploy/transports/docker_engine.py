@@ -14,6 +14,8 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest, LogConfig
+from paramiko import SSHException
+from requests.exceptions import RequestException
 
 from bgdeploy.errors import TransportError
 from bgdeploy.plan.container import ContainerPlan
@@ -52,6 +54,9 @@ def _docker_errors(what: str) -> Iterator[None]:
     except (APIError, DockerException) as exc:
         detail = getattr(exc, "explanation", None) or str(exc)
         raise TransportError(f"{what} failed: {detail}") from None
+    except (RequestException, SSHException, EOFError, OSError) as exc:
+        # Over SSH, a dropped connection surfaces from docker-py as paramiko's or requests' own errors.
+        raise TransportError(f"{what} failed: the Docker engine did not answer ({type(exc).__name__}: {exc})") from None
 
 
 class DockerEngine:
@@ -63,7 +68,7 @@ class DockerEngine:
             container = self.client.containers.get(name)
         except NotFound:
             return None
-        except (APIError, DockerException) as exc:
+        except (APIError, DockerException, RequestException, SSHException, EOFError, OSError) as exc:
             raise TransportError(f"inspecting container {name} failed: {exc}") from None
         return _info(container, port)
 
@@ -73,7 +78,7 @@ class DockerEngine:
             return True
         except ImageNotFound:
             return False
-        except (APIError, DockerException) as exc:
+        except (APIError, DockerException, RequestException, SSHException, EOFError, OSError) as exc:
             raise TransportError(f"checking image {image} failed: {exc}") from None
 
     def pull(self, image: str) -> None:
@@ -142,7 +147,7 @@ class DockerEngine:
         """The last lines of a container's output; [] when there is none (never raises)."""
         try:
             raw = self.client.containers.get(name).logs(tail=lines)
-        except (APIError, DockerException):
+        except (APIError, DockerException, RequestException, SSHException, EOFError, OSError):
             return []
         text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
         return text.splitlines()[-lines:]

@@ -29,6 +29,10 @@ class LocalHost:
     def connections_opened(self) -> int:
         return 0
 
+    @property
+    def connected(self) -> bool:
+        return True
+
     def home(self) -> str:
         return str(Path.home())
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import io
 import posixpath
@@ -19,8 +20,8 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import paramiko
 
@@ -56,6 +57,31 @@ def load_private_key(text: str, passphrase: str | None = None) -> paramiko.PKey:
         "the SSH private key could not be read (not an OpenSSH/PEM ed25519, ecdsa or rsa private key); check "
         "BGDEPLOY_SSH_KEY / BGDEPLOY_SSH_KEY_FILE"
     )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def lost_connection(where: str, exc: BaseException) -> TransportError:
+    return TransportError(
+        f"the SSH connection to {where} was lost ({type(exc).__name__}: {exc}); nothing more was changed on the "
+        "host: run the command again (a deploy converges from where it stopped)"
+    )
+
+
+def _connection_errors(method: F) -> F:
+    """paramiko reports a dropped connection as SSHException or EOFError: make it our clear error."""
+
+    @functools.wraps(method)
+    def wrapper(self: SshHost, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (paramiko.SSHException, EOFError, TransportError) as exc:
+            if isinstance(exc, TransportError) and self.connected:
+                raise  # a real answer from the host (permission denied, a full disk), not a lost connection
+            raise lost_connection(self.description, exc) from None
+
+    return cast(F, wrapper)
 
 
 def host_entry(host: str, port: int) -> str:
@@ -155,6 +181,11 @@ class SshHost:
     def connections_opened(self) -> int:
         return 1
 
+    @property
+    def connected(self) -> bool:
+        transport = self._client.get_transport()
+        return transport is not None and transport.is_active()
+
     def _transport(self) -> paramiko.Transport:
         transport = self._client.get_transport()
         if transport is None or not transport.is_active():
@@ -163,6 +194,7 @@ class SshHost:
 
     # -- commands -------------------------------------------------------------------------------------
 
+    @_connection_errors
     def run(self, argv: Sequence[str], *, timeout: float = 60.0) -> CommandResult:
         command = shlex.join(argv)  # the only place argv becomes a string: quoted at the SSH boundary
         try:
@@ -187,6 +219,7 @@ class SshHost:
                     raise TransportError(f"cannot open SFTP on {self._description}: {exc}") from None
             return self._sftp
 
+    @_connection_errors
     def home(self) -> str:
         with self._sftp_lock:
             if self._home is None:
@@ -196,6 +229,7 @@ class SshHost:
                     raise TransportError(f"cannot find the home directory on {self._description}: {exc}") from None
             return self._home
 
+    @_connection_errors
     def read_file(self, path: str) -> bytes | None:
         with self._sftp_lock:
             try:
@@ -206,6 +240,7 @@ class SshHost:
             except OSError as exc:
                 raise TransportError(f"cannot read {path} on {self._description}: {exc}") from None
 
+    @_connection_errors
     def write_file(self, path: str, data: bytes) -> None:
         """Write to a temporary name, then rename over `path`: readers never see half a file."""
         with self._sftp_lock:
@@ -221,6 +256,7 @@ class SshHost:
                     sftp.remove(tmp)
                 raise TransportError(f"cannot write {path} on {self._description}: {exc}") from None
 
+    @_connection_errors
     def create_exclusive(self, path: str, data: bytes) -> bool:
         """Create `path` only if it does not exist (atomic on the server); False when it exists."""
         with self._sftp_lock:
@@ -245,6 +281,7 @@ class SshHost:
                     break
             raise TransportError(f"cannot create {path} on {self._description}: {failure}") from None
 
+    @_connection_errors
     def read_from(self, path: str, offset: int) -> bytes:
         """The bytes of `path` after `offset` (b"" when it is missing): for following a log."""
         with self._sftp_lock:
@@ -257,6 +294,7 @@ class SshHost:
             except OSError as exc:
                 raise TransportError(f"cannot read {path} on {self._description}: {exc}") from None
 
+    @_connection_errors
     def size(self, path: str) -> int:
         """Size of `path` in bytes; 0 when it is missing."""
         with self._sftp_lock:
@@ -267,6 +305,7 @@ class SshHost:
             except OSError as exc:
                 raise TransportError(f"cannot stat {path} on {self._description}: {exc}") from None
 
+    @_connection_errors
     def rename(self, source: str, target: str) -> None:
         with self._sftp_lock:
             try:
@@ -274,6 +313,7 @@ class SshHost:
             except OSError as exc:
                 raise TransportError(f"cannot rename {source} to {target} on {self._description}: {exc}") from None
 
+    @_connection_errors
     def remove(self, path: str) -> None:
         with self._sftp_lock:
             try:
@@ -283,6 +323,7 @@ class SshHost:
             except OSError as exc:
                 raise TransportError(f"cannot remove {path} on {self._description}: {exc}") from None
 
+    @_connection_errors
     def makedirs(self, path: str) -> None:
         with self._sftp_lock:
             sftp = self._sftp_client()
@@ -301,6 +342,7 @@ class SshHost:
 
     # -- Docker and ports ------------------------------------------------------------------------------
 
+    @_connection_errors
     def docker(self) -> docker.DockerClient:
         with self._lock:
             if self._docker is None:
@@ -308,6 +350,7 @@ class SshHost:
                 self._docker = _docker_over(self._client, self._description)
             return self._docker
 
+    @_connection_errors
     def reach(self, port: int, address: str = "127.0.0.1") -> int:
         """A local port that leads to address:port as seen from the host (a forward over our connection)."""
         with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,3 +166,25 @@ def test_preflight_refuses_a_router_port_that_is_taken(dep: Deployment) -> None:
         out = failed(dep.run("deploy"))
     assert f"router.listen 127.0.0.1:{dep.port} is already in use on the host" in out
     assert dep.container_status("blue") == "absent"
+
+
+def test_a_lost_ssh_connection_is_a_clear_failure_and_the_next_deploy_converges(dep: Deployment) -> None:
+    dep.write("acme/chat-v1")
+    ok(dep.run("deploy"))
+    dep.write("acme/chat-v2", env={"FAKEVLLM_LOAD_SECONDS": "30"})
+    proc = dep.start("deploy")
+    try:
+        dep.wait_for(lambda: dep.container_status("green") == "running", 60, "green to start loading")
+        # Drop the deploy's connection from the server side, as a network failure would.
+        subprocess.run(["pkill", "-f", f"sshd: {dep.testbed.user}"], check=False, timeout=10)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out
+    assert "Deploy failed: blue still serves. the SSH connection to" in out and "Traceback" not in out, out
+    assert dep.serving_model() == "acme/chat-v1"
+    dep.write("acme/chat-v2", env={"FAKEVLLM_LOAD_SECONDS": "1"})
+    again = ok(dep.run("deploy", "--force-unlock"))  # the lost deploy could not release its lock
+    assert "removing the leftover green container" in again
+    assert dep.serving_model() == "acme/chat-v2"
