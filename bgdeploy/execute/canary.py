@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 from bgdeploy.errors import DeployFailed
 from bgdeploy.execute.checks import figures, log_offset, watch
-from bgdeploy.execute.observe import observe
+from bgdeploy.execute.observe import observe, release_of
 from bgdeploy.execute.router import apply_weights
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import Colour
 from bgdeploy.plan.result import CanaryRecord
-from bgdeploy.plan.state import CanaryState, HostState, Release
+from bgdeploy.plan.state import CanaryState, HostState
 from bgdeploy.plan.steps import HostView, plan_deploy
 
 if TYPE_CHECKING:
@@ -118,17 +118,12 @@ def _resume(session: Session, *, need_new: bool) -> tuple[Cycle, CanaryState]:
         )
     state = observed.state
     old_info = observed.container(canary.old)
-    old_release = (
-        state.live
-        if state.live is not None and state.live.colour == canary.old
-        else Release(
-            canary.old,
-            old_info.label("model") if old_info else "",
-            old_info.label("image") if old_info else "",
-            old_info.label("spec-hash") if old_info else "",
-            old_info.label("deployed-at") if old_info else "",
-        )
-    )
+    if state.live is not None and state.live.colour == canary.old:
+        old_release = state.live
+    elif old_info is not None:
+        old_release = release_of(old_info, canary.old)
+    else:
+        raise DeployFailed(f"the canary's old colour {canary.old} has no container: nothing to send traffic back to")
     # The old colour is the live one until the canary completes, whatever share it has now.
     observed = replace(observed, live=old_release)
     view = HostView(live=old_release, live_running=True, stale={}, image_present=True, router_running=True)

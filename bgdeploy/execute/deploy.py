@@ -15,8 +15,9 @@ from bgdeploy.execute.clock import utc_now
 from bgdeploy.execute.observe import Observed, observe
 from bgdeploy.execute.router import apply_weights, remove_routing, rotate_access_log, router_port
 from bgdeploy.execute.session import Session
+from bgdeploy.plan.container import spec_release
 from bgdeploy.plan.names import COLOURS, Colour, other
-from bgdeploy.plan.state import HostState, Release, history_line
+from bgdeploy.plan.state import HostState, history_line
 from bgdeploy.plan.steps import DeployPlan, HostView, plan_deploy, port_in_use
 from bgdeploy.plan.verdict import Verdict
 from bgdeploy.spec.models import Thresholds
@@ -238,7 +239,7 @@ class Cycle:
     def step_record(self) -> None:
         session = self.session
         spec = session.loaded.spec
-        release = Release(self.new, spec.model.name, spec.runtime.image, session.loaded.spec_hash, self.deployed_at)
+        release = spec_release(spec, self.new, session.loaded.spec_hash, self.deployed_at)
         state = self.observed.state
         if self.observed.live is not None and (state.live is None or state.live.colour != self.observed.live.colour):
             state = state.with_live(self.observed.live, state.since)
@@ -328,13 +329,7 @@ def deploy(session: Session, *, force: bool = False, preview: bool = False) -> N
         raise DeployFailed("preflight refused the deploy, nothing was changed: " + "; ".join(plan.blockers))
     old = observed.live.colour if observed.live is not None and observed.running(observed.live.colour) else None
     cycle = Cycle(session, observed, plan, plan.new_colour, old)
-    result.target = Release(
-        plan.new_colour,
-        session.loaded.spec.model.name,
-        session.loaded.spec.runtime.image,
-        session.loaded.spec_hash,
-        cycle.deployed_at,
-    )
+    result.target = spec_release(session.loaded.spec, plan.new_colour, session.loaded.spec_hash, cycle.deployed_at)
     result.previous_colour = old
     finish(cycle, last="validate" if preview else None, preview=preview)
 

@@ -51,13 +51,16 @@ def _weights(header: dict[str, str] | None) -> dict[Colour, int] | None:
     return weights or None
 
 
-def _release_of(info: ContainerInfo, colour: Colour) -> Release:
+def release_of(info: ContainerInfo, colour: Colour) -> Release:
+    """The release a container runs, from the labels bgdeploy gave it."""
     return Release(
         colour=colour,
         model=info.label("model"),
         image=info.label("image"),
         spec_hash=info.label("spec-hash"),
         deployed_at=info.label("deployed-at"),
+        gpus=info.label("gpus"),
+        memory=info.label("gpu-memory-utilization"),
     )
 
 
@@ -83,7 +86,7 @@ def observe(session: Session) -> Observed:
     if routed is not None:
         info = containers.get(routed)
         if info is not None and info.running:
-            live = _release_of(info, routed)
+            live = release_of(info, routed)
             if state.live is not None and state.live.colour != routed:
                 warnings.append(
                     f"state.json says {state.live.colour} is live but the router sends traffic to {routed}; "

@@ -7,11 +7,10 @@ from bgdeploy.errors import DeployFailed
 from bgdeploy.execute import colours
 from bgdeploy.execute.clock import utc_now
 from bgdeploy.execute.deploy import read_state, record_state, recover_set_aside
-from bgdeploy.execute.observe import observe
+from bgdeploy.execute.observe import observe, release_of
 from bgdeploy.execute.router import apply_weights
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import Colour, other
-from bgdeploy.plan.state import Release
 
 
 def rollback(session: Session) -> None:
@@ -38,9 +37,7 @@ def rollback(session: Session) -> None:
             f"nothing to roll back to: there is no {target} container (rollout.keep_previous: removed, or it was "
             "never deployed); nothing was changed"
         )
-    release = Release(
-        target, info.label("model"), info.label("image"), info.label("spec-hash"), info.label("deployed-at")
-    )
+    release = release_of(info, target)
     if observed.state.previous is not None and observed.state.previous.colour == target:
         release = observed.state.previous
     result.target = release

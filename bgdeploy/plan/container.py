@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from bgdeploy.errors import UsageError
 from bgdeploy.plan.names import LABEL_PREFIX, Colour, Layout
+from bgdeploy.plan.state import Release
 from bgdeploy.spec.models import Spec
 
 
@@ -63,6 +64,27 @@ def secret_values(spec: Spec, environ: Mapping[str, str]) -> dict[str, str]:
     return {name: environ[name] for name in spec.runtime.secret_env}
 
 
+def gpu_list(indices: list[int]) -> str:
+    return ",".join(str(i) for i in indices) or "none"
+
+
+def colour_gpus(spec: Spec, colour: Colour) -> list[int]:
+    return spec.gpus.blue if colour == "blue" else spec.gpus.green
+
+
+def spec_release(spec: Spec, colour: Colour, spec_hash: str, deployed_at: str) -> Release:
+    """The release this spec makes of `colour`: what its container's labels will say."""
+    return Release(
+        colour,
+        spec.model.name,
+        spec.runtime.image,
+        spec_hash,
+        deployed_at,
+        gpus=gpu_list(colour_gpus(spec, colour)),
+        memory=f"{spec.runtime.gpu_memory_utilization:g}",
+    )
+
+
 def plan_container(spec: Spec, layout: Layout, colour: Colour, spec_hash: str, deployed_at: str) -> ContainerPlan:
     labels = {
         f"{LABEL_PREFIX}name": spec.name,
@@ -71,8 +93,10 @@ def plan_container(spec: Spec, layout: Layout, colour: Colour, spec_hash: str, d
         f"{LABEL_PREFIX}image": spec.runtime.image,
         f"{LABEL_PREFIX}spec-hash": spec_hash,
         f"{LABEL_PREFIX}deployed-at": deployed_at,
+        f"{LABEL_PREFIX}gpus": gpu_list(colour_gpus(spec, colour)),
+        f"{LABEL_PREFIX}gpu-memory-utilization": f"{spec.runtime.gpu_memory_utilization:g}",
     }
-    gpus = spec.gpus.blue if colour == "blue" else spec.gpus.green
+    gpus = colour_gpus(spec, colour)
     return ContainerPlan(
         name=layout.container(colour),
         image=spec.runtime.image,

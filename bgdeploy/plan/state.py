@@ -20,6 +20,8 @@ class Release:
     image: str
     spec_hash: str
     deployed_at: str
+    gpus: str = ""  # "0,1", or "none"
+    memory: str = ""  # gpu_memory_utilization, as given to the server
 
     @classmethod
     def from_json(cls, data: Any) -> Release | None:
@@ -32,6 +34,8 @@ class Release:
                 image=str(data["image"]),
                 spec_hash=str(data["spec_hash"]),
                 deployed_at=str(data.get("deployed_at", "")),
+                gpus=str(data.get("gpus", "")),
+                memory=str(data.get("memory", "")),
             )
         except KeyError:
             return None

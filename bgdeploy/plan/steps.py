@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from bgdeploy.plan.container import colour_gpus, gpu_list
 from bgdeploy.plan.names import Colour, other
 from bgdeploy.plan.state import Release
 from bgdeploy.spec.durations import format_duration
@@ -103,6 +104,12 @@ def plan_deploy(spec: Spec, spec_hash: str, view: HostView, *, force: bool = Fal
             changes.append(Change("model", live.model, spec.model.name))
         if live.image != spec.runtime.image:
             changes.append(Change("image", live.image, spec.runtime.image))
+        new_gpus = gpu_list(colour_gpus(spec, new))
+        if live.gpus and live.gpus != new_gpus:
+            changes.append(Change("GPUs", f"{live.colour} on {live.gpus}", f"{new} on {new_gpus}"))
+        memory = f"{spec.runtime.gpu_memory_utilization:g}"
+        if live.memory and live.memory != memory:
+            changes.append(Change("gpu_memory_utilization", live.memory, memory))
         if live.spec_hash != spec_hash and len(changes) == 0:
             changes.append(Change("settings", live.spec_hash, spec_hash))
         changes.append(Change("live colour", live.colour, new))

@@ -124,6 +124,8 @@ def test_labels() -> None:
         "dev.bgdeploy.image": IMAGE,
         "dev.bgdeploy.spec-hash": loaded.spec_hash,
         "dev.bgdeploy.deployed-at": "2025-01-01T00:00:00Z",
+        "dev.bgdeploy.gpus": "0",
+        "dev.bgdeploy.gpu-memory-utilization": "0.45",
     }
     assert all(key.startswith(LABEL_PREFIX) for key in plan.labels)
 

@@ -296,3 +296,14 @@ def test_port_in_use_reads_ss_output() -> None:
     assert port_in_use(SS_OUTPUT, "10.0.0.5", 18080) is None, "another address on the same port is free"
     assert port_in_use(SS_OUTPUT, "127.0.0.1", 80) is None
     assert port_in_use("", "0.0.0.0", 80) is None
+
+
+def test_gpu_and_memory_changes_are_shown_against_the_live_release() -> None:
+    loaded = load(MINIMAL + "  gpu_memory_utilization: 0.9\ngpus: {blue: [0], green: [1]}\n")
+    live = Release(
+        "blue", "meta-llama/Llama-3.1-8B-Instruct", "vllm/vllm-openai:v0.9.2", "old", "t", gpus="0", memory="0.45"
+    )
+    view = HostView(live=live, live_running=True, stale={}, image_present=True, router_running=True)
+    changes = {c.what: (c.before, c.after) for c in plan_deploy(loaded.spec, loaded.spec_hash, view).changes}
+    assert changes["GPUs"] == ("blue on 0", "green on 1")
+    assert changes["gpu_memory_utilization"] == ("0.45", "0.9")
