@@ -144,7 +144,7 @@ def _resume(session: Session, *, need_new: bool) -> tuple[Cycle, CanaryState]:
         canary.new: info.host_port if info else None,
         canary.old: old_info.host_port if old_info else None,
     }
-    session.result.target = canary.release
+    session.set_target(canary.release)
     session.result.live_before = old_release
     session.result.previous_colour = canary.old
     return cycle, canary

@@ -23,6 +23,7 @@ from bgdeploy.errors import EXIT_DEPLOY_FAILED, EXIT_INVALID, EXIT_OK, BgdeployE
 from bgdeploy.plan.github_report import MODES, comment_body, decide_mode, marker, outputs, spec_errors_markdown
 from bgdeploy.plan.report import render
 from bgdeploy.plan.result import Result
+from bgdeploy.plan.state import Release
 from bgdeploy.spec.load import LoadedSpec, load_spec
 from bgdeploy.spec.models import NAME_PATTERN
 from bgdeploy.workflow_commands import error as error_annotation
@@ -252,24 +253,33 @@ class Runner:
 
         spec = loaded.spec
         environment = self.ctx.get("BGDEPLOY_ENVIRONMENT") or spec.report.environment
-        deployment_id: int | None = None
-        if mode in DEPLOYING:
-            deployment_id = self.try_github(
+        deployment: list[int] = []
+
+        def create_deployment(target: Release) -> None:
+            """Once the release to make live is known: a GitHub deployment, in progress, naming model and colour."""
+            if mode not in DEPLOYING or deployment:
+                return
+            payload = {"name": spec.name, "model": target.model, "image": target.image, "colour": target.colour}
+            created = self.try_github(
                 "create a GitHub deployment",
                 lambda gh: gh.create_deployment(
                     self.ctx.repo,
                     self.ctx.sha or self.ctx.get("GITHUB_REF"),
                     environment,
-                    {"model": spec.model.name, "image": spec.runtime.image, "name": spec.name},
-                    f"bgdeploy {mode}: {spec.model.name}",
+                    payload,
+                    f"bgdeploy {mode}: {target.model} on {target.colour}",
                 ),
             )
-            self.status(deployment_id, "in_progress", f"{mode} of {spec.model.name}", environment)
+            if created is not None:
+                deployment.append(int(created))
+                self.status(created, "in_progress", f"{mode} of {target.model} on {target.colour}", environment)
+
         result = Result(command=mode, name=spec.name)
         self.print(f"bgdeploy: {mode} of {spec.name}, each phase in its own group")
         out = Output(stream=sys.stdout, groups=True)
         try:
             with open_session(loaded, mode, out=out) as session:
+                session.on_target = create_deployment
                 result = session.result
                 if mode == "plan":
                     result = run_plan(session)
@@ -297,6 +307,7 @@ class Runner:
         self.untrusted(markdown)
         self.endgroup()
         self.append("GITHUB_STEP_SUMMARY", markdown)
+        deployment_id = deployment[0] if deployment else None
         if mode in DEPLOYING and deployment_id is not None:
             self.finish_deployment(deployment_id, result, environment)
         if spec.report.pr_comment:

@@ -325,11 +325,11 @@ def deploy(session: Session, *, force: bool = False, preview: bool = False) -> N
         result.outcome = "unchanged"
         result.active_colour = observed.live.colour if observed.live else None
         return
-    if plan.blockers:
-        raise DeployFailed("preflight refused the deploy, nothing was changed: " + "; ".join(plan.blockers))
     old = observed.live.colour if observed.live is not None and observed.running(observed.live.colour) else None
     cycle = Cycle(session, observed, plan, plan.new_colour, old)
-    result.target = spec_release(session.loaded.spec, plan.new_colour, session.loaded.spec_hash, cycle.deployed_at)
+    session.set_target(spec_release(session.loaded.spec, plan.new_colour, session.loaded.spec_hash, cycle.deployed_at))
+    if plan.blockers:
+        raise DeployFailed("preflight refused the deploy, nothing was changed: " + "; ".join(plan.blockers))
     result.previous_colour = old
     finish(cycle, last="validate" if preview else None, preview=preview)
 

@@ -40,7 +40,7 @@ def rollback(session: Session) -> None:
     release = release_of(info, target)
     if observed.state.previous is not None and observed.state.previous.colour == target:
         release = observed.state.previous
-    result.target = release
+    session.set_target(release)
     result.previous_colour = live.colour
     port = session.loaded.spec.runtime.port
     if not info.running:

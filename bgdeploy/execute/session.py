@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -13,6 +13,7 @@ from typing import TextIO
 from bgdeploy.execute.clock import Clock
 from bgdeploy.plan.names import Layout
 from bgdeploy.plan.result import Phase, Result
+from bgdeploy.plan.state import Release
 from bgdeploy.spec.load import LoadedSpec
 from bgdeploy.transports.base import Host
 from bgdeploy.transports.docker_engine import DockerEngine
@@ -57,6 +58,9 @@ class Session:
     out: Output
     environ: Mapping[str, str]
     result: Result
+    # Called once the release this command will make live is known (the action creates its GitHub
+    # deployment there, with the model and colour in the payload).
+    on_target: Callable[[Release], None] | None = None
     _engine: DockerEngine | None = None
 
     @property
@@ -72,6 +76,11 @@ class Session:
     def warn(self, message: str) -> None:
         self.result.warnings.append(message)
         self.out.warn(message)
+
+    def set_target(self, release: Release) -> None:
+        self.result.target = release
+        if self.on_target is not None:
+            self.on_target(release)
 
     @contextlib.contextmanager
     def phase(self, name: str, detail: str = "") -> Iterator[Phase]:

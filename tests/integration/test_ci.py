@@ -147,7 +147,7 @@ def test_a_push_deploys_reports_on_the_merged_pr_and_creates_deployments(dep: De
     sent = deployments[0]["request"]
     assert isinstance(sent, dict)
     assert sent["auto_merge"] is False and sent["required_contexts"] == [] and sent["environment"] == "production"
-    assert sent["payload"]["model"] == "acme/chat-v1"
+    assert sent["payload"]["model"] == "acme/chat-v1" and sent["payload"]["colour"] == "blue"
     first_id, second_id = (int(str(d["id"])) for d in deployments)
     assert [s["state"] for s in stub.statuses(second_id)] == ["in_progress", "success"]
     assert [s["state"] for s in stub.statuses(first_id)] == ["in_progress", "success", "inactive"]
