@@ -166,9 +166,9 @@ class Runner:
                 )
                 or []
             )
-            return [int(p["number"]) for p in pulls if p.get("merged_at") or p.get("state") == "closed"][:1] or [
-                int(p["number"]) for p in pulls
-            ][:1]
+            # The commit's merged pull request if there is one, else the first that contains it.
+            merged = [p for p in pulls if p.get("merged_at")]
+            return [int(p["number"]) for p in (merged or pulls)[:1]]
         return []
 
     def comment(self, name: str, markdown: str, mode: str) -> None:
