@@ -148,6 +148,24 @@ class Deployment:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what}")
             time.sleep(0.1)
 
+    def interrupt_while_loading(self, interrupt: Any, env: dict[str, str] | None = None) -> tuple[int, str]:
+        """Deploy v1, then start deploying a slow-loading v2 and `interrupt(process)` once green is loading.
+
+        Returns the interrupted deploy's exit code and output. Never leaves the process running.
+        """
+        self.write("acme/chat-v1")
+        ok(self.run("deploy"))
+        self.write("acme/chat-v2", env={"FAKEVLLM_LOAD_SECONDS": "30", **(env or {})})
+        proc = self.start("deploy")
+        try:
+            self.wait_for(lambda: self.container_status("green") == "running", 60, "green to start loading")
+            interrupt(proc)
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        return proc.returncode, out
+
     def state_dir(self) -> Path:
         return Path(f"/home/{self.testbed.user}/.bgdeploy/{self.name}")
 

@@ -65,17 +65,8 @@ def test_two_deploys_at_once_one_waits_for_the_other(dep: Deployment) -> None:
 
 
 def test_a_deploy_killed_mid_way_leaves_blue_serving_and_the_next_one_converges(dep: Deployment) -> None:
-    dep.write("acme/chat-v1")
-    ok(dep.run("deploy"))
-    dep.write("acme/chat-v2", env={"FAKEVLLM_LOAD_SECONDS": "30"})
-    proc = dep.start("deploy")
-    try:
-        dep.wait_for(lambda: dep.container_status("green") == "running", 60, "green to start loading")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code, _ = dep.interrupt_while_loading(lambda proc: proc.send_signal(signal.SIGKILL))
+    assert code == -signal.SIGKILL
     assert dep.serving_model() == "acme/chat-v1"
     # The killed deploy left its lock and a half-loaded green; a new deploy must cope with both.
     lock = json.loads((dep.state_dir() / "lock").read_text())
@@ -88,14 +79,8 @@ def test_a_deploy_killed_mid_way_leaves_blue_serving_and_the_next_one_converges(
 
 
 def test_sigterm_during_a_deploy_rolls_back_cleanly(dep: Deployment) -> None:
-    dep.write("acme/chat-v1")
-    ok(dep.run("deploy"))
-    dep.write("acme/chat-v2", env={"FAKEVLLM_LOAD_SECONDS": "30"})
-    proc = dep.start("deploy")
-    dep.wait_for(lambda: dep.container_status("green") == "running", 60, "green to start loading")
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 1, out
+    code, out = dep.interrupt_while_loading(lambda proc: proc.send_signal(signal.SIGTERM))
+    assert code == 1, out
     assert "interrupted" in out and "rollback: removing green" in out
     assert dep.container_status("green") == "absent"
     assert dep.serving_model() == "acme/chat-v1"
@@ -169,19 +154,11 @@ def test_preflight_refuses_a_router_port_that_is_taken(dep: Deployment) -> None:
 
 
 def test_a_lost_ssh_connection_is_a_clear_failure_and_the_next_deploy_converges(dep: Deployment) -> None:
-    dep.write("acme/chat-v1")
-    ok(dep.run("deploy"))
-    dep.write("acme/chat-v2", env={"FAKEVLLM_LOAD_SECONDS": "30"})
-    proc = dep.start("deploy")
-    try:
-        dep.wait_for(lambda: dep.container_status("green") == "running", 60, "green to start loading")
-        # Drop the deploy's connection from the server side, as a network failure would.
-        subprocess.run(["pkill", "-f", f"sshd: {dep.testbed.user}"], check=False, timeout=10)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, out
+    # Drop the deploy's connection from the server side, as a network failure would.
+    code, out = dep.interrupt_while_loading(
+        lambda _: subprocess.run(["pkill", "-f", f"sshd: {dep.testbed.user}"], check=False, timeout=10)
+    )
+    assert code == 1, out
     assert "Deploy failed: blue still serves. the SSH connection to" in out and "Traceback" not in out, out
     assert dep.serving_model() == "acme/chat-v1"
     dep.write("acme/chat-v2", env={"FAKEVLLM_LOAD_SECONDS": "1"})
