@@ -775,7 +775,7 @@ class GitHubStub:
             status, example, _ = self.description.response(op)
             return _Answer(status, example)
         with self._lock:
-            answer = handler(self, op, path, query, body, raw_path, query_pairs)
+            answer = handler(self, Call(op, path, query, body, raw_path, query_pairs))
         if self.check_responses and 200 <= answer.status < 300 and answer.body is not None:
             _, _, schema_pointer = self.description.response(op, answer.status)
             if schema_pointer:
@@ -892,17 +892,27 @@ class _NotFound(Exception):
     pass
 
 
-_Handler_t = Callable[
-    [GitHubStub, Operation, dict[str, Json], dict[str, Json], Json, str, list[tuple[str, str]]], _Answer
-]
+@dataclass(frozen=True)
+class Call:
+    """One checked request, as a stateful handler sees it."""
+
+    op: Operation
+    path: dict[str, Json]
+    query: dict[str, Json]
+    body: Json
+    raw_path: str
+    query_pairs: list[tuple[str, str]]
+
+
+_Handler_t = Callable[[GitHubStub, Call], _Answer]
 _STATEFUL: dict[str, _Handler_t] = {}
 
 
 def _stateful(operation_id: str) -> Callable[[_Handler_t], _Handler_t]:
     def register(fn: _Handler_t) -> _Handler_t:
-        def guarded(stub: GitHubStub, op: Operation, *args: Any) -> _Answer:
+        def guarded(stub: GitHubStub, call: Call) -> _Answer:
             try:
-                return fn(stub, op, *args)
+                return fn(stub, call)
             except _NotFound:
                 return _Answer(404, {"message": "Not Found", "documentation_url": DOCS, "status": "404"})
 
@@ -913,93 +923,49 @@ def _stateful(operation_id: str) -> Callable[[_Handler_t], _Handler_t]:
 
 
 @_stateful("issues/list-comments")
-def _list_comments(
-    stub: GitHubStub,
-    op: Operation,
-    path: dict[str, Json],
-    query: dict[str, Json],
-    body: Json,
-    raw_path: str,
-    query_pairs: list[tuple[str, str]],
-) -> _Answer:
-    items = stub._comments.get(stub._issue_key(path["owner"], path["repo"], path["issue_number"]), [])
-    since = query.get("since")
+def _list_comments(stub: GitHubStub, call: Call) -> _Answer:
+    items = stub._comments.get(stub._issue_key(call.path["owner"], call.path["repo"], call.path["issue_number"]), [])
+    since = call.query.get("since")
     if isinstance(since, str):
         items = [c for c in items if c["updated_at"] >= since]
-    return stub._page(items, query, raw_path, query_pairs)
+    return stub._page(items, call.query, call.raw_path, call.query_pairs)
 
 
 @_stateful("issues/create-comment")
-def _create_comment(
-    stub: GitHubStub,
-    op: Operation,
-    path: dict[str, Json],
-    query: dict[str, Json],
-    body: Json,
-    raw_path: str,
-    query_pairs: list[tuple[str, str]],
-) -> _Answer:
-    comment = stub._new_comment(path["owner"], path["repo"], path["issue_number"], body["body"], stub.login)
+def _create_comment(stub: GitHubStub, call: Call) -> _Answer:
+    comment = stub._new_comment(
+        call.path["owner"], call.path["repo"], call.path["issue_number"], call.body["body"], stub.login
+    )
     return _Answer(201, copy.deepcopy(comment), {"location": comment["url"]})
 
 
 @_stateful("issues/get-comment")
-def _get_comment(
-    stub: GitHubStub,
-    op: Operation,
-    path: dict[str, Json],
-    query: dict[str, Json],
-    body: Json,
-    raw_path: str,
-    query_pairs: list[tuple[str, str]],
-) -> _Answer:
-    return _Answer(200, copy.deepcopy(stub._find_comment(path["owner"], path["repo"], path["comment_id"])))
+def _get_comment(stub: GitHubStub, call: Call) -> _Answer:
+    return _Answer(
+        200, copy.deepcopy(stub._find_comment(call.path["owner"], call.path["repo"], call.path["comment_id"]))
+    )
 
 
 @_stateful("issues/update-comment")
-def _update_comment(
-    stub: GitHubStub,
-    op: Operation,
-    path: dict[str, Json],
-    query: dict[str, Json],
-    body: Json,
-    raw_path: str,
-    query_pairs: list[tuple[str, str]],
-) -> _Answer:
-    comment = stub._find_comment(path["owner"], path["repo"], path["comment_id"])
-    comment["body"] = body["body"]
+def _update_comment(stub: GitHubStub, call: Call) -> _Answer:
+    comment = stub._find_comment(call.path["owner"], call.path["repo"], call.path["comment_id"])
+    comment["body"] = call.body["body"]
     comment["updated_at"] = stub._tick()
     return _Answer(200, copy.deepcopy(comment))
 
 
 @_stateful("issues/delete-comment")
-def _delete_comment(
-    stub: GitHubStub,
-    op: Operation,
-    path: dict[str, Json],
-    query: dict[str, Json],
-    body: Json,
-    raw_path: str,
-    query_pairs: list[tuple[str, str]],
-) -> _Answer:
-    comment = stub._find_comment(path["owner"], path["repo"], path["comment_id"])
+def _delete_comment(stub: GitHubStub, call: Call) -> _Answer:
+    comment = stub._find_comment(call.path["owner"], call.path["repo"], call.path["comment_id"])
     key = stub._comment_index.pop(comment["id"])
     stub._comments[key].remove(comment)
     return _Answer(204)
 
 
 @_stateful("repos/list-pull-requests-associated-with-commit")
-def _commit_pulls(
-    stub: GitHubStub,
-    op: Operation,
-    path: dict[str, Json],
-    query: dict[str, Json],
-    body: Json,
-    raw_path: str,
-    query_pairs: list[tuple[str, str]],
-) -> _Answer:
-    _, examples, _ = stub.description.response(op)
-    owner, repo, sha = path["owner"], path["repo"], path["commit_sha"]
+def _commit_pulls(stub: GitHubStub, call: Call) -> _Answer:
+    _, examples, _ = stub.description.response(call.op)
+    owner, repo, sha = call.path["owner"], call.path["repo"], call.path["commit_sha"]
     pulls = []
     for wanted in stub._commit_pulls.get(sha, []):
         pr: dict[str, Json] = copy.deepcopy(examples[0])
@@ -1025,99 +991,70 @@ def _commit_pulls(
             requested_teams=[],  # the description's example team lacks "type", which its own schema requires
         )
         pulls.append(pr)
-    return stub._page(pulls, query, raw_path, query_pairs)
+    return stub._page(pulls, call.query, call.raw_path, call.query_pairs)
 
 
 @_stateful("repos/create-deployment")
-def _create_deployment(
-    stub: GitHubStub,
-    op: Operation,
-    path: dict[str, Json],
-    query: dict[str, Json],
-    body: Json,
-    raw_path: str,
-    query_pairs: list[tuple[str, str]],
-) -> _Answer:
-    _, deployment, _ = stub.description.response(op, 201)
-    ref = body["ref"]
+def _create_deployment(stub: GitHubStub, call: Call) -> _Answer:
+    _, deployment, _ = stub.description.response(call.op, 201)
+    ref = call.body["ref"]
     if re.fullmatch(r"[0-9a-f]{40}", ref):
         sha = ref
     else:
-        sha = stub._ref_shas.get(ref) or hashlib.sha1(f"{path['owner']}/{path['repo']}@{ref}".encode()).hexdigest()
-    environment = body.get("environment", "production")
+        sha = (
+            stub._ref_shas.get(ref)
+            or hashlib.sha1(f"{call.path['owner']}/{call.path['repo']}@{ref}".encode()).hexdigest()
+        )
+    environment = call.body.get("environment", "production")
     deployment_id = stub._new_id()
     now = stub._tick()
-    url = f"{stub._repo_url(path)}/deployments/{deployment_id}"
+    url = f"{stub._repo_url(call.path)}/deployments/{deployment_id}"
     deployment.update(
         id=deployment_id,
         node_id=f"DE_stub{deployment_id}",
         url=url,
         sha=sha,
         ref=ref,
-        task=body.get("task", "deploy"),
-        payload=body.get("payload", {}),
+        task=call.body.get("task", "deploy"),
+        payload=call.body.get("payload", {}),
         original_environment=environment,
         environment=environment,
-        description=body.get("description"),
+        description=call.body.get("description"),
         creator=stub._user(),
         created_at=now,
         updated_at=now,
         statuses_url=f"{url}/statuses",
-        repository_url=stub._repo_url(path),
-        transient_environment=body.get("transient_environment", False),
-        production_environment=body.get("production_environment", environment == "production"),
+        repository_url=stub._repo_url(call.path),
+        transient_environment=call.body.get("transient_environment", False),
+        production_environment=call.body.get("production_environment", environment == "production"),
     )
     stub._deployments[deployment_id] = {
-        "repo": (str(path["owner"]).lower(), str(path["repo"]).lower()),
+        "repo": (str(call.path["owner"]).lower(), str(call.path["repo"]).lower()),
         "object": deployment,
-        "request": body,
+        "request": call.body,
     }
     stub._statuses[deployment_id] = []
     return _Answer(201, copy.deepcopy(deployment), {"location": url})
 
 
 @_stateful("repos/list-deployments")
-def _list_deployments(
-    stub: GitHubStub,
-    op: Operation,
-    path: dict[str, Json],
-    query: dict[str, Json],
-    body: Json,
-    raw_path: str,
-    query_pairs: list[tuple[str, str]],
-) -> _Answer:
-    repo = (str(path["owner"]).lower(), str(path["repo"]).lower())
+def _list_deployments(stub: GitHubStub, call: Call) -> _Answer:
+    repo = (str(call.path["owner"]).lower(), str(call.path["repo"]).lower())
     found = [d["object"] for _, d in sorted(stub._deployments.items(), reverse=True) if d["repo"] == repo]
     for name in ("sha", "ref", "task", "environment"):
-        if name in query and query[name] != "none":
-            found = [d for d in found if d.get(name) == query[name]]
-    return stub._page(found, query, raw_path, query_pairs)
+        if name in call.query and call.query[name] != "none":
+            found = [d for d in found if d.get(name) == call.query[name]]
+    return stub._page(found, call.query, call.raw_path, call.query_pairs)
 
 
 @_stateful("repos/get-deployment")
-def _get_deployment(
-    stub: GitHubStub,
-    op: Operation,
-    path: dict[str, Json],
-    query: dict[str, Json],
-    body: Json,
-    raw_path: str,
-    query_pairs: list[tuple[str, str]],
-) -> _Answer:
-    return _Answer(200, copy.deepcopy(stub._deployment(path)["object"]))
+def _get_deployment(stub: GitHubStub, call: Call) -> _Answer:
+    return _Answer(200, copy.deepcopy(stub._deployment(call.path)["object"]))
 
 
 @_stateful("repos/delete-deployment")
-def _delete_deployment(
-    stub: GitHubStub,
-    op: Operation,
-    path: dict[str, Json],
-    query: dict[str, Json],
-    body: Json,
-    raw_path: str,
-    query_pairs: list[tuple[str, str]],
-) -> _Answer:
-    deployment = stub._deployment(path)
+def _delete_deployment(stub: GitHubStub, call: Call) -> _Answer:
+    deployment = stub._deployment(call.path)
     statuses = stub._statuses.get(deployment["object"]["id"], [])
     if statuses and statuses[-1]["object"]["state"] != "inactive":
         return _Answer(
@@ -1134,70 +1071,46 @@ def _delete_deployment(
 
 
 @_stateful("repos/create-deployment-status")
-def _create_status(
-    stub: GitHubStub,
-    op: Operation,
-    path: dict[str, Json],
-    query: dict[str, Json],
-    body: Json,
-    raw_path: str,
-    query_pairs: list[tuple[str, str]],
-) -> _Answer:
-    deployment = stub._deployment(path)["object"]
+def _create_status(stub: GitHubStub, call: Call) -> _Answer:
+    deployment = stub._deployment(call.path)["object"]
     history = stub._statuses[deployment["id"]]
-    _, status, _ = stub.description.response(op, 201)
+    _, status, _ = stub.description.response(call.op, 201)
     status_id = stub._new_id()
     now = stub._tick()
     previous_env = history[-1]["object"]["environment"] if history else deployment["environment"]
-    target = body.get("log_url") or body.get("target_url", "")
+    target = call.body.get("log_url") or call.body.get("target_url", "")
     status.update(
         id=status_id,
         node_id=f"DES_stub{status_id}",
         url=f"{deployment['url']}/statuses/{status_id}",
-        state=body["state"],
+        state=call.body["state"],
         creator=stub._user(),
-        description=body.get("description", ""),
-        environment=body.get("environment", previous_env),
+        description=call.body.get("description", ""),
+        environment=call.body.get("environment", previous_env),
         target_url=target,
         log_url=target,
-        environment_url=body.get("environment_url", ""),
+        environment_url=call.body.get("environment_url", ""),
         created_at=now,
         updated_at=now,
         deployment_url=deployment["url"],
         repository_url=deployment["repository_url"],
     )
-    history.append({"object": status, "request": body})
+    history.append({"object": status, "request": call.body})
     return _Answer(201, copy.deepcopy(status), {"location": status["url"]})
 
 
 @_stateful("repos/list-deployment-statuses")
-def _list_statuses(
-    stub: GitHubStub,
-    op: Operation,
-    path: dict[str, Json],
-    query: dict[str, Json],
-    body: Json,
-    raw_path: str,
-    query_pairs: list[tuple[str, str]],
-) -> _Answer:
-    deployment = stub._deployment(path)["object"]
+def _list_statuses(stub: GitHubStub, call: Call) -> _Answer:
+    deployment = stub._deployment(call.path)["object"]
     found = [s["object"] for s in reversed(stub._statuses[deployment["id"]])]
-    return stub._page(found, query, raw_path, query_pairs)
+    return stub._page(found, call.query, call.raw_path, call.query_pairs)
 
 
 @_stateful("repos/get-deployment-status")
-def _get_status(
-    stub: GitHubStub,
-    op: Operation,
-    path: dict[str, Json],
-    query: dict[str, Json],
-    body: Json,
-    raw_path: str,
-    query_pairs: list[tuple[str, str]],
-) -> _Answer:
-    deployment = stub._deployment(path)["object"]
+def _get_status(stub: GitHubStub, call: Call) -> _Answer:
+    deployment = stub._deployment(call.path)["object"]
     for s in stub._statuses[deployment["id"]]:
-        if s["object"]["id"] == path["status_id"]:
+        if s["object"]["id"] == call.path["status_id"]:
             return _Answer(200, copy.deepcopy(s["object"]))
     raise _NotFound
 
