@@ -283,9 +283,6 @@ class Runner:
                 result = session.result
                 if mode == "plan":
                     result = run_plan(session)
-                    if result.plan is not None and result.plan.blockers:
-                        result.outcome = "failed"
-                        result.failure = "preflight: " + "; ".join(result.plan.blockers)
                 elif mode == "rollback":
                     result = run_rollback(session, lock_wait=600, unlock=False)
                 elif mode in ("promote", "promote-full"):

@@ -55,9 +55,13 @@ def open_session(
 
 
 def run_plan(session: Session) -> Result:
+    """Observe and plan (read-only); a plan with preflight blockers is a failed outcome."""
     with session.phase("observe"):
-        make_plan(session)
+        _, plan = make_plan(session)
     session.result.outcome = "planned"
+    if plan.blockers:
+        session.result.outcome = "failed"
+        session.result.failure = "preflight: " + "; ".join(plan.blockers)
     return session.result
 
 

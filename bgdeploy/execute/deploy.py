@@ -6,7 +6,7 @@ step, a lost connection, SIGINT/SIGTERM), the old colour is routed to again and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bgdeploy.errors import BgdeployError, DeployFailed
 from bgdeploy.execute import canary, colours
@@ -77,15 +77,16 @@ def make_plan(session: Session, *, force: bool = False) -> tuple[Observed, Deplo
     observed = observe(session)
     for warning in observed.warnings:
         session.warn(warning)
-    plan = plan_deploy(session.loaded.spec, session.loaded.spec_hash, host_view(session, observed), force=force)
+    view = host_view(session, observed)
+    plan = plan_deploy(session.loaded.spec, session.loaded.spec_hash, view, force=force)
     blockers: list[str] = []
-    if not plan.unchanged and not host_view(session, observed).stale.get(plan.new_colour, "").startswith("running"):
+    if not plan.unchanged and not view.stale.get(plan.new_colour, "").startswith("running"):
         # A leftover running container of the new colour still holds its GPU memory; the check is repeated
         # right before the start, after that container is gone.
         blockers = colours.gpu_blockers(session, plan.new_colour)
     if not plan.unchanged:
         blockers += _router_port_blockers(session, observed)
-    session.result.plan = DeployPlan(plan.new_colour, plan.unchanged, plan.changes, plan.steps, tuple(blockers))
+    session.result.plan = replace(plan, blockers=tuple(blockers))
     session.result.live_before = observed.live
     return observed, session.result.plan
 
