@@ -7,6 +7,7 @@ header so that a deploy can confirm through nginx which colour answers after a r
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import re
@@ -23,8 +24,14 @@ _HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/:@+,=-]*$")
 _LOG_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+@=,:-]*$")
 _HEADER_RE = re.compile(
     r"^# managed by bgdeploy for deployment (?P<deployment>[a-z0-9-]+): do not edit; "
-    r"live=(?P<live>[a-z]+) weights=(?P<weights>[a-z]+:[0-9]+(?:,[a-z]+:[0-9]+)*)\s*$"
+    r"live=(?P<live>[a-z]+) weights=(?P<weights>[a-z]+:[0-9]+(?:,[a-z]+:[0-9]+)*)"
+    r"(?: config=(?P<config>[0-9a-f]{12}))?\s*$"
 )
+# The rendered http block names its own id (header line and X-Bgdeploy-Config): the placeholder is replaced by
+# the first 12 hex digits of the SHA-256 of the text around it, so a probe through nginx tells which config
+# nginx has loaded, and the file on disk tells which config was written.
+_CONFIG_MARK = "@@bgdeploy-config@@"
+CONFIG_HEADER = "X-Bgdeploy-Config"
 
 # Health probes must answer quickly; a slow /health is as good as a failed one.
 _HEALTH_TIMEOUT = "10s"
@@ -119,7 +126,15 @@ def _live(cfg: RouterConfig) -> str:
 
 def _header(cfg: RouterConfig) -> str:
     weights = ",".join(f"{b.colour}:{b.weight}" for b in cfg.backends)
-    return f"# managed by bgdeploy for deployment {cfg.name}: do not edit; live={_live(cfg)} weights={weights}"
+    return (
+        f"# managed by bgdeploy for deployment {cfg.name}: do not edit; live={_live(cfg)} weights={weights} "
+        f"config={_CONFIG_MARK}"
+    )
+
+
+def _stamp(text: str) -> str:
+    config_id = hashlib.sha256(text.encode()).hexdigest()[:12]
+    return text.replace(_CONFIG_MARK, config_id)
 
 
 def _proxy_settings(upstream: str, colour_var: str, name: str, read_timeout: str, connect_timeout: str) -> list[str]:
@@ -142,6 +157,7 @@ def _proxy_settings(upstream: str, colour_var: str, name: str, read_timeout: str
         # `always`: errors (502, 504) must also say which colour failed.
         f"add_header X-Bgdeploy-Colour ${colour_var} always;",
         f"add_header X-Bgdeploy-Deployment {name} always;",
+        f"add_header {CONFIG_HEADER} {_CONFIG_MARK} always;",
     ]
 
 
@@ -212,12 +228,13 @@ def render_http_block(cfg: RouterConfig) -> str:
             [
                 "default_type application/json;",
                 f"add_header X-Bgdeploy-Deployment {cfg.name} always;",
+                f"add_header {CONFIG_HEADER} {_CONFIG_MARK} always;",
                 f"return 404 '{not_found}';",
             ],
         ),
     ]
     lines += _block("server", server)
-    return "\n".join(lines) + "\n"
+    return _stamp("\n".join(lines) + "\n")
 
 
 def render_full_conf(cfg: RouterConfig, *, runtime_dir: str = "/tmp") -> str:
@@ -244,7 +261,7 @@ def render_full_conf(cfg: RouterConfig, *, runtime_dir: str = "/tmp") -> str:
         "",
     ]
     lines = [
-        _header(cfg),
+        http[0],  # the http block's own header line: the same config id
         "worker_processes auto;",
         f"pid {base}/nginx-bgdeploy.pid;",
         # notice, not info: info logs every closed keepalive connection; reloads and upstream errors still show.
@@ -270,4 +287,14 @@ def parse_managed_header(text: str) -> dict[str, str] | None:
         if match is not None:
             return {key: match.group(key) for key in ("deployment", "live", "weights")}
         return None
+    return None
+
+
+def managed_config_id(text: str) -> str | None:
+    """The config id a rendered file names in its header (compare with the X-Bgdeploy-Config nginx answers)."""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped:
+            match = _HEADER_RE.match(stripped)
+            return match.group("config") if match is not None else None
     return None
