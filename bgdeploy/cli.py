@@ -85,9 +85,11 @@ def _on_host(args: argparse.Namespace, command: str, work: Callable[[Session], R
         with open_session(loaded, command) as session:
             result = session.result
             result = work(session)
-    except BgdeployError as exc:
+    except Exception as exc:
+        # Whatever failed (a bug included: exit 3), --json and --report are still written.
         result.outcome = "failed"
-        result.failure = result.failure or str(exc)
+        internal = f"internal error: {type(exc).__name__}: {exc}"
+        result.failure = result.failure or (str(exc) if isinstance(exc, BgdeployError) else internal)
         _write_outputs(args, result)
         raise
     _write_outputs(args, result)

@@ -19,7 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bgdeploy.errors import EXIT_DEPLOY_FAILED, EXIT_INVALID, EXIT_OK, BgdeployError, SpecError, UsageError
+from bgdeploy.errors import (
+    EXIT_DEPLOY_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INVALID,
+    EXIT_OK,
+    BgdeployError,
+    SpecError,
+    UsageError,
+)
 from bgdeploy.plan.github_report import MODES, comment_body, decide_mode, marker, outputs, spec_errors_markdown
 from bgdeploy.plan.report import render
 from bgdeploy.plan.result import Result
@@ -295,6 +303,11 @@ class Runner:
             result.outcome = "failed"
             result.failure = result.failure or str(exc)
             code = exc.exit_code
+        except Exception as exc:
+            # A bug: exit 3, but the report, the outputs, the comment and the Deployment status still follow.
+            result.outcome = "failed"
+            result.failure = result.failure or f"internal error: {type(exc).__name__}: {exc}"
+            code = EXIT_INTERNAL
         else:
             code = EXIT_DEPLOY_FAILED if result.outcome == "failed" else EXIT_OK
         result.warnings += self.warnings

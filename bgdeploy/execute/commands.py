@@ -88,6 +88,11 @@ def _locked(
     except DeployFailed as exc:
         result.outcome = "failed"
         result.failure = result.failure or str(exc)
+    except Exception as exc:
+        # An internal error (exit 3) still leaves a history line and a failed result behind.
+        result.outcome = "failed"
+        result.failure = result.failure or f"internal error: {type(exc).__name__}: {exc}"
+        raise
     finally:
         result.duration_s = round(time.monotonic() - start, 3)
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from bgdeploy.errors import BgdeployError, DeployFailed
+from bgdeploy.errors import BgdeployError, DeployFailed, InternalError
 from bgdeploy.execute import canary, colours
 from bgdeploy.execute.checks import ask_all, describe, log_offset, watch
 from bgdeploy.execute.clock import utc_now
@@ -351,25 +351,41 @@ def finish(cycle: Cycle, first: str | None = None, last: str | None = None, prev
         result.paused = str(paused)
         result.active_colour = old
         return
-    except (BgdeployError, KeyboardInterrupt) as exc:
+    except Exception as exc:  # whatever went wrong, undo first (a bug must not leave green loaded)
+        crashed = not isinstance(exc, BgdeployError)
         if isinstance(exc, colours.ContainerFailed):
             result.failed_logs = [session.out.mask(line) for line in exc.logs]
-        result.failure = "interrupted (SIGINT/SIGTERM)" if isinstance(exc, KeyboardInterrupt) else str(exc)
-        if not session.host.connected:
-            result.failure = (
-                f"the SSH connection to {session.host.description} was lost ({exc}); what was already changed on "
-                "the host stays as it is: run the same command again, it converges from there"
-            )
-        try:
-            with session.phase("rollback"):
-                cycle.undo()
-                canary.clear(cycle)
-        except BgdeployError as undo_error:
-            session.warn(f"rollback did not finish: {undo_error}; run `bgdeploy rollback` or deploy again")
-        result.active_colour = old
+        result.failure = f"internal error: {type(exc).__name__}: {exc}" if crashed else str(exc)
+        _undo_after_failure(cycle, exc)
+        if crashed:
+            # Exit 3, but only after the rollback: the caller still writes the report, outputs and status.
+            raise InternalError(
+                f"{result.failure}; the deploy was rolled back. This is a bug: please report it with the output"
+            ) from exc
+        raise DeployFailed(result.failure) from None
+    except KeyboardInterrupt as exc:
+        result.failure = "interrupted (SIGINT/SIGTERM)"
+        _undo_after_failure(cycle, exc)
         raise DeployFailed(result.failure) from None
     result.outcome = "previewed" if preview else "deployed"
     result.active_colour = old if preview else plan.new_colour
+
+
+def _undo_after_failure(cycle: Cycle, exc: BaseException) -> None:
+    """Roll back after a failed step; a failing rollback is reported, never raised over the first failure."""
+    session, result = cycle.session, cycle.session.result
+    if not session.host.connected:
+        result.failure = (
+            f"the SSH connection to {session.host.description} was lost ({exc}); what was already changed on "
+            "the host stays as it is: run the same command again, it converges from there"
+        )
+    try:
+        with session.phase("rollback"):
+            cycle.undo()
+            canary.clear(cycle)
+    except Exception as undo_error:  # reported; the first failure is what the user must see
+        session.warn(f"rollback did not finish: {undo_error}; run `bgdeploy rollback` or deploy again")
+    result.active_colour = cycle.old
 
 
 def converge(session: Session, observed: Observed) -> None:
