@@ -28,6 +28,7 @@ class ContainerPlan:
     shm_size: str | None
     port: int
     stop_timeout: int
+    host_port: int | None = None  # published on the host's 127.0.0.1 there (None: Docker picks one per start)
 
 
 def server_args(spec: Spec) -> list[str]:
@@ -85,7 +86,11 @@ def spec_release(spec: Spec, colour: Colour, spec_hash: str, deployed_at: str) -
     )
 
 
-def plan_container(spec: Spec, layout: Layout, colour: Colour, spec_hash: str, deployed_at: str) -> ContainerPlan:
+def plan_container(
+    spec: Spec, layout: Layout, colour: Colour, spec_hash: str, deployed_at: str, host_port: int | None = None
+) -> ContainerPlan:
+    # The labels describe the release for as long as the container exists: the router reaches each colour on
+    # the port its own release listens on (`port`), never on the current spec's.
     labels = {
         f"{LABEL_PREFIX}name": spec.name,
         f"{LABEL_PREFIX}colour": colour,
@@ -95,7 +100,10 @@ def plan_container(spec: Spec, layout: Layout, colour: Colour, spec_hash: str, d
         f"{LABEL_PREFIX}deployed-at": deployed_at,
         f"{LABEL_PREFIX}gpus": gpu_list(colour_gpus(spec, colour)),
         f"{LABEL_PREFIX}gpu-memory-utilization": f"{spec.runtime.gpu_memory_utilization:g}",
+        f"{LABEL_PREFIX}port": str(spec.runtime.port),
     }
+    if host_port is not None:
+        labels[f"{LABEL_PREFIX}host-port"] = str(host_port)
     gpus = colour_gpus(spec, colour)
     return ContainerPlan(
         name=layout.container(colour),
@@ -110,4 +118,5 @@ def plan_container(spec: Spec, layout: Layout, colour: Colour, spec_hash: str, d
         port=spec.runtime.port,
         # Docker's SIGTERM→SIGKILL grace must cover the drain, so in-flight answers can finish.
         stop_timeout=math.ceil(spec.rollout.drain_timeout) + 10,
+        host_port=host_port,
     )

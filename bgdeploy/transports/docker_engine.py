@@ -99,7 +99,7 @@ class DockerEngine:
             host_config = api.create_host_config(
                 device_requests=devices or None,
                 binds=[v if v.count(":") == 2 else f"{v}:rw" for v in plan.volumes] or None,
-                port_bindings={plan.port: ("127.0.0.1", None)},
+                port_bindings={plan.port: ("127.0.0.1", plan.host_port)},
                 restart_policy={"Name": "unless-stopped"},
                 log_config=LogConfig(type="json-file", config={"max-size": "50m", "max-file": "3"}),
                 shm_size=plan.shm_size,
@@ -181,6 +181,10 @@ class DockerEngine:
 def _info(container: Container, port: int | None) -> ContainerInfo:
     attrs: dict[str, Any] = container.attrs or {}
     state = attrs.get("State") or {}
+    labels = dict((attrs.get("Config") or {}).get("Labels") or {})
+    # The port the container's own release listens on (its label) wins over the caller's (the current spec's).
+    with contextlib.suppress(KeyError, ValueError):
+        port = int(labels[f"{LABEL_PREFIX}port"])
     host_port: int | None = None
     bindings = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
     for key, entries in bindings.items():
@@ -194,7 +198,7 @@ def _info(container: Container, port: int | None) -> ContainerInfo:
         status=str(state.get("Status", "unknown")),
         exit_code=int(state.get("ExitCode") or 0),
         restart_count=int(attrs.get("RestartCount") or 0),
-        labels=dict((attrs.get("Config") or {}).get("Labels") or {}),
+        labels=labels,
         host_port=host_port,
         oom_killed=bool(state.get("OOMKilled")),
     )
