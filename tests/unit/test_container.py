@@ -126,8 +126,17 @@ def test_labels() -> None:
         "dev.bgdeploy.deployed-at": "2025-01-01T00:00:00Z",
         "dev.bgdeploy.gpus": "0",
         "dev.bgdeploy.gpu-memory-utilization": "0.45",
+        "dev.bgdeploy.port": "8000",
     }
     assert all(key.startswith(LABEL_PREFIX) for key in plan.labels)
+
+
+def test_a_fixed_host_port_is_published_and_recorded_in_the_labels() -> None:
+    loaded = spec()
+    plan = plan_container(loaded.spec, Layout("chat", "/home/deploy"), "blue", loaded.spec_hash, "t", host_port=20123)
+    assert plan.host_port == 20123
+    assert plan.labels["dev.bgdeploy.host-port"] == "20123"
+    assert "dev.bgdeploy.host-port" not in container(loaded, "blue").labels
 
 
 def test_name_image_and_port() -> None:
