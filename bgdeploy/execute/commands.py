@@ -19,6 +19,7 @@ from bgdeploy.execute.session import Output, Session
 from bgdeploy.execute.status import status
 from bgdeploy.plan.names import Layout
 from bgdeploy.plan.result import Result
+from bgdeploy.plan.state import damaged_message, state_problems
 from bgdeploy.spec.load import LoadedSpec
 from bgdeploy.transports.connect import open_host
 
@@ -84,6 +85,10 @@ def _locked(
     for warning in lock.warnings:
         session.warn(warning)
     try:
+        problems = state_problems(session.host.read_file(session.layout.state_file))
+        if problems:
+            # Never guess from a damaged record: it may hide a canary in progress or the release to roll back to.
+            raise DeployFailed(damaged_message(session.layout.state_file, problems) + "; nothing was changed")
         work(session)
     except DeployFailed as exc:
         result.outcome = "failed"

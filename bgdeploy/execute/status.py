@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from bgdeploy.execute.checks import figures
+from bgdeploy.analysis.verdict import judge
 from bgdeploy.execute.observe import observe
-from bgdeploy.execute.router import access_log_path
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import COLOURS
-from bgdeploy.plan.state import parse_history
-from bgdeploy.plan.verdict import judge_live, parse_access_log
+from bgdeploy.plan.state import damaged_message, parse_history, state_problems
+from bgdeploy.report.live import figures
 from bgdeploy.transports.http import ServerClient
 
 
@@ -65,26 +64,31 @@ def status(session: Session) -> dict[str, Any]:
         },
         "colours": colours,
         "history": parse_history(session.host.read_file(session.layout.history_file), limit=5),
-        "warnings": list(observed.warnings),
+        "warnings": list(observed.warnings) + _state_damage(session),
     }
 
 
-def _recent_traffic(session: Session, window: int = 512 * 1024) -> dict[str, Any]:
-    """Each colour's figures over the end of the router's access log (the last few thousand requests)."""
-    path = access_log_path(session)
-    size = session.host.size(path)
-    tail = session.host.read_from(path, max(0, size - window)).decode(errors="replace").splitlines()[1:]
-    samples = parse_access_log(tail)
+def _state_damage(session: Session) -> list[str]:
+    """A damaged state.json does not stop `status` (it shows what runs); it is named, with the repair."""
+    path = session.layout.state_file
+    problems = state_problems(session.host.read_file(path))
+    return [damaged_message(path, problems)] if problems else []
+
+
+def _recent_traffic(session: Session) -> dict[str, Any]:
+    """Each colour's figures over the recent traffic the analysis source still holds."""
+    window = session.traffic.since(session.traffic.recent())
     limits = session.loaded.spec.rollout.rollback_on
     out: dict[str, Any] = {}
     for colour in COLOURS:
-        verdict = judge_live(samples, colour, limits, min_requests=limits.min_requests)
+        verdict = judge(window.of(colour), limits, min_requests=limits.min_requests)
         if verdict.requests:
             out[colour] = {
                 "requests": verdict.requests,
                 "errors": verdict.errors,
                 "error_rate": verdict.error_rate,
                 "p95_latency_s": verdict.p95_latency_s,
+                "outcome": verdict.outcome,
                 "summary": figures(colour, verdict),
             }
     return out

@@ -9,6 +9,45 @@ from typing import Any
 from bgdeploy.plan.names import COLOURS, Colour
 
 STATE_VERSION = 1
+MAX_STATE_BYTES = 1024 * 1024  # state.json is a few hundred bytes; anything near this is not ours
+MAX_DEPTH = 8  # state.json nests three levels deep (canary.release.*)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _reject_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deep `value` nests, looking no deeper than `limit` + 1 (iterative: no recursion to exhaust)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return depth
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def load_json(raw: bytes) -> Any:
+    """Strict JSON of a file bgdeploy wrote: no NaN or Infinity, bounded size and nesting; ValueError says why."""
+    if len(raw) > MAX_STATE_BYTES:
+        raise ValueError(f"{len(raw)} bytes, more than bgdeploy ever writes ({MAX_STATE_BYTES})")
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 ({exc.reason})") from None
+    if _depth(data, MAX_DEPTH) > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    return data
 
 
 @dataclass(frozen=True)
@@ -63,11 +102,14 @@ class CanaryState:
         if release is None or new not in COLOURS or old not in COLOURS or new == old:
             return None
         try:
+            step, weight = data["step"], data["weight"]
+            if not _is_int(step) or not _is_int(weight):
+                return None
             return cls(
                 new=new,
                 old=old,
-                step=int(data["step"]),
-                weight=int(data["weight"]),
+                step=step,
+                weight=weight,
                 release=release,
                 paused=str(data.get("paused", "")),
                 aside=bool(data.get("aside", False)),
@@ -98,8 +140,8 @@ class HostState:
         if raw is None:
             return cls(name=name), []
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            data = load_json(raw)
+        except ValueError as exc:
             return cls(name=name), [f"state.json is not valid JSON ({exc}); rebuilding it from the containers"]
         if not isinstance(data, dict):
             return cls(name=name), ["state.json is not a JSON object; rebuilding it from the containers"]
@@ -110,7 +152,7 @@ class HostState:
                 live=Release.from_json(data.get("live")),
                 previous=Release.from_json(data.get("previous")),
                 since=str(data.get("since", "")),
-                weights={str(k): int(v) for k, v in (weights or {}).items() if isinstance(v, int)},
+                weights={str(k): v for k, v in (weights or {}).items() if _is_int(v)},
                 canary=CanaryState.from_json(data.get("canary")),
             ),
             [],
@@ -125,6 +167,48 @@ class HostState:
         return replace(self, canary=canary, weights=weights)
 
 
+def state_problems(raw: bytes | None) -> list[str]:
+    """What is wrong with state.json as bgdeploy writes it (empty: nothing). Strict, where `from_json` is lenient:
+    a command that changes the host refuses to guess from a damaged record (it may hide a canary in progress)."""
+    if raw is None:
+        return []
+    try:
+        data = load_json(raw)
+    except ValueError as exc:
+        return [f"not valid JSON: {exc}"]
+    if not isinstance(data, dict):
+        return [f"not a JSON object but {type(data).__name__}"]
+    problems: list[str] = []
+    for key in ("live", "previous"):
+        if data.get(key) is not None and Release.from_json(data[key]) is None:
+            problems.append(f"{key}: not a release (colour blue or green, model, image, spec_hash)")
+    if data.get("canary") is not None and CanaryState.from_json(data["canary"]) is None:
+        problems.append("canary: not a canary record (new, old, step, weight, release)")
+    weights = data.get("weights", {})
+    if not isinstance(weights, dict) or any(
+        k not in COLOURS or not _is_int(v) or not 0 <= v <= 100 for k, v in weights.items()
+    ):
+        problems.append("weights: not a map of blue/green to a percentage")
+    if not isinstance(data.get("since", ""), str):
+        problems.append("since: not a string")
+    for key in ("live", "previous"):
+        value = data.get(key)
+        if isinstance(value, dict) and any(
+            not isinstance(value.get(f), str) for f in ("model", "image", "spec_hash") if f in value
+        ):
+            problems.append(f"{key}: model, image and spec_hash must be strings")
+    return problems
+
+
+def damaged_message(path: str, problems: list[str]) -> str:
+    """What a user reads about a damaged state.json: what is wrong and how to repair it."""
+    return (
+        f"{path} is damaged ({'; '.join(problems)}). Fix it by hand if you know what it should say, or move it "
+        f"aside (`mv {path} {path}.damaged`): the next command rebuilds it from the containers' labels and the "
+        "router (a canary in progress is then forgotten: `bgdeploy status` shows the weights)"
+    )
+
+
 def history_line(entry: dict[str, Any]) -> bytes:
     return (json.dumps(entry, sort_keys=True) + "\n").encode()
 
@@ -136,7 +220,7 @@ def parse_history(raw: bytes | None, limit: int = 10) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for line in reversed(raw.decode(errors="replace").splitlines()):
         try:
-            item = json.loads(line)
+            item = load_json(line.encode())
         except ValueError:
             continue
         if isinstance(item, dict):

@@ -79,7 +79,10 @@ class LocalHost:
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             self.makedirs(os.path.dirname(path))
-            Path(tmp).write_bytes(data)
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())  # durable before the rename: a crash never leaves an empty file
             os.replace(tmp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):

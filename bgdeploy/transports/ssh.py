@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import paramiko
+from paramiko.sftp import CMD_EXTENDED
 
 from bgdeploy.errors import TransportError, UsageError
 from bgdeploy.transports.base import CommandResult
@@ -250,6 +251,7 @@ class SshHost:
                 self.makedirs(posixpath.dirname(path))
                 with sftp.open(tmp, "wb") as handle:
                     handle.write(data)
+                    _fsync(sftp, handle)
                 sftp.posix_rename(tmp, path)
             except OSError as exc:
                 with contextlib.suppress(OSError):
@@ -376,6 +378,18 @@ class SshHost:
                 self._sftp.close()
             self._sftp = None
         self._client.close()
+
+
+def _fsync(sftp: paramiko.SFTPClient, handle: paramiko.SFTPFile) -> None:
+    """Flush the file to disk before it is renamed into place, so a crash of the host never leaves an empty
+    state file or router config behind the new name (OpenSSH's fsync@openssh.com extension)."""
+    handle.flush()
+    try:
+        cast(Any, sftp)._request(CMD_EXTENDED, "fsync@openssh.com", handle.handle)  # no public fsync in paramiko
+    except OSError as exc:
+        # Servers without the extension answer "unsupported": the rename is still atomic, only not durable.
+        if "unsupported" not in str(exc).lower() and "not supported" not in str(exc).lower():
+            raise
 
 
 def _drain(channel: paramiko.Channel, timeout: float, command: str) -> tuple[bytes, bytes]:
