@@ -68,6 +68,18 @@ class TransportError(BgdeployError):
     exit_code = EXIT_DEPLOY_FAILED
 
 
+class ConnectionLost(TransportError):
+    """The connection to the host dropped (or never came up): what already changed on the host stays."""
+
+
+class TransportTimeout(TransportError):
+    """The host, its Docker engine or a server on it did not answer in time."""
+
+
+class RemoteRefused(TransportError):
+    """The remote side answered and said no: a failed command, a Docker API error, an HTTP error status."""
+
+
 class InternalError(BgdeployError):
     """A bug or an unexpected state: report it with the command and its output."""
 

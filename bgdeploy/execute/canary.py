@@ -7,20 +7,33 @@ or `bgdeploy abort` can go on from another process (another workflow run) later.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from bgdeploy.errors import DeployFailed
-from bgdeploy.execute.checks import figures, log_offset, watch
-from bgdeploy.execute.observe import observe, release_of
+from bgdeploy.execute.checks import watch
 from bgdeploy.execute.router import apply_weights
 from bgdeploy.execute.session import Session
+from bgdeploy.execute.state_file import read_state, record_state
 from bgdeploy.plan.names import Colour
 from bgdeploy.plan.result import CanaryRecord
 from bgdeploy.plan.state import CanaryState, HostState
-from bgdeploy.plan.steps import HostView, plan_deploy
+from bgdeploy.report.live import breaches_text, figures
 
-if TYPE_CHECKING:
-    from bgdeploy.execute.deploy import Cycle
+
+class Cycle(Protocol):
+    """What the canary steps need of the deploy cycle (`execute.deploy.Cycle`), so that this module does
+    not import the cycle: the cycle calls the steps, and `execute.resume` rebuilds a cycle to go on."""
+
+    session: Session
+    new: Colour
+    old: Colour | None
+    switched: bool
+    aside: bool
+    aside_was_running: bool
+    host_ports: dict[Colour, int | None]
+    resume_from: int
+
+    def alive(self) -> None: ...
 
 
 class Paused(Exception):  # a state, not an error: deliberately outside the BgdeployError tree
@@ -28,15 +41,11 @@ class Paused(Exception):  # a state, not an error: deliberately outside the Bgde
 
 
 def _state(cycle: Cycle) -> HostState:
-    from bgdeploy.execute.deploy import read_state
-
     return read_state(cycle.session)
 
 
 def record(cycle: Cycle, *, step: int | None = None, weight: int | None = None, paused: str = "") -> None:
     """Write the canary's position to state.json (before each weight change, and when it pauses)."""
-    from bgdeploy.execute.deploy import record_state
-
     assert cycle.old is not None and cycle.session.result.target is not None
     current = _state(cycle).canary
     canary = CanaryState(
@@ -53,8 +62,6 @@ def record(cycle: Cycle, *, step: int | None = None, weight: int | None = None, 
 
 
 def clear(cycle: Cycle) -> None:
-    from bgdeploy.execute.deploy import record_state
-
     state = _state(cycle)
     if state.canary is not None:
         weights = {str(cycle.old): 100} if cycle.old else {}
@@ -76,18 +83,18 @@ def run_steps(cycle: Cycle) -> None:
         cycle.switched = True
         apply_weights(session, weights, cycle.host_ports, confirm=None)
         started = session.clock.now()
-        new, old = watch(session, cycle.new, cycle.old, log_offset(session), step.bake, cycle.alive)
-        verdict = "breached" if new.breaches else "inconclusive" if new.inconclusive else "passed"
+        new, old = watch(session, cycle.new, cycle.old, session.traffic.mark(), step.bake, cycle.alive)
+        verdict = new.outcome
         seconds = round(session.clock.now() - started, 3)
         session.result.canary.append(CanaryRecord(number, step.weight, seconds, new, old, verdict))
         session.out.say(
             f"canary: step {number} {verdict}: {figures(cycle.new, new)}"
             + (f"; {figures(cycle.old, old)}" if old else "")
         )
-        if new.breaches:
+        if new.breached:
             raise DeployFailed(
                 f"canary step {number} ({step.weight}% to {cycle.new}) breached rollout.rollback_on after "
-                f"{seconds:.0f}s: {'; '.join(new.breaches)} ({figures(cycle.new, new)}"
+                f"{seconds:.0f}s: {breaches_text(new)} ({figures(cycle.new, new)}"
                 + (f"; {figures(cycle.old, old)})" if old else ")")
             )
         if new.inconclusive:
@@ -101,81 +108,3 @@ def run_steps(cycle: Cycle) -> None:
                 f"rollout.auto_promote is false: holding at {step.weight}% after step {number}/{len(steps)}; "
                 "`bgdeploy promote` goes on (--full: straight to 100%), `bgdeploy abort` sends all traffic back"
             )
-
-
-def _resume(session: Session, *, need_new: bool) -> tuple[Cycle, CanaryState]:
-    """The canary in progress, rebuilt from the host's state as a cycle that can go on or be undone."""
-    from bgdeploy.execute.deploy import Cycle
-
-    observed = observe(session)
-    canary = observed.state.canary
-    if canary is None:
-        raise DeployFailed("no canary is in progress on the host, so there is nothing to promote or abort")
-    info = observed.container(canary.new)
-    if need_new and (info is None or not info.running):
-        raise DeployFailed(
-            f"the canary's {canary.new} container is not running; run `bgdeploy abort` to send all traffic back"
-        )
-    state = observed.state
-    old_info = observed.container(canary.old)
-    if state.live is not None and state.live.colour == canary.old:
-        old_release = state.live
-    elif old_info is not None:
-        old_release = release_of(old_info, canary.old)
-    else:
-        raise DeployFailed(f"the canary's old colour {canary.old} has no container: nothing to send traffic back to")
-    # The old colour is the live one until the canary completes, whatever share it has now.
-    observed = replace(observed, live=old_release)
-    view = HostView(live=old_release, live_running=True, stale={}, image_present=True, router_running=True)
-    plan = plan_deploy(session.loaded.spec, session.loaded.spec_hash, view, force=True)
-    cycle = Cycle(
-        session,
-        observed,
-        plan,
-        canary.new,
-        canary.old,
-        switched=True,
-        started=True,
-        deployed_at=canary.release.deployed_at,
-        aside=canary.aside,
-        aside_was_running=canary.aside_was_running,
-    )
-    cycle.host_ports = {
-        canary.new: info.host_port if info else None,
-        canary.old: old_info.host_port if old_info else None,
-    }
-    session.set_target(canary.release)
-    session.result.live_before = old_release
-    session.result.previous_colour = canary.old
-    return cycle, canary
-
-
-def promote(session: Session, *, full: bool) -> None:
-    """Go on with a paused canary: the next step (or straight to 100% with `full`), then finish the deploy."""
-    from bgdeploy.execute.deploy import finish
-
-    with session.phase("observe"):
-        cycle, canary = _resume(session, need_new=True)
-    if session.loaded.spec_hash != canary.release.spec_hash:
-        raise DeployFailed(
-            f"the spec changed since the canary of {canary.release.model} started; promote with the spec it "
-            "runs, or `bgdeploy abort` and deploy the new spec"
-        )
-    steps = len(session.loaded.spec.rollout.steps)
-    cycle.resume_from = steps if full else canary.step + 1
-    going = "straight to 100%" if cycle.resume_from >= steps else f"with step {cycle.resume_from + 1}"
-    session.out.say(f"promote: {canary.new} at {canary.weight}%, going on {going}")
-    record(cycle, paused="")
-    finish(cycle, first="switch")
-
-
-def abort(session: Session) -> None:
-    """Send all traffic back to the old colour and remove the canary's new colour."""
-    with session.phase("observe"):
-        cycle, canary = _resume(session, need_new=False)
-    session.out.say(f"abort: sending all traffic back to {canary.old}, removing {canary.new}")
-    with session.phase("abort"):
-        cycle.undo()
-        clear(cycle)
-    session.result.outcome = "aborted"
-    session.result.active_colour = canary.old

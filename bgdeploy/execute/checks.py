@@ -5,18 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from bgdeploy.execute.router import access_log_path
+from bgdeploy.analysis.source import Cursor
+from bgdeploy.analysis.verdict import LiveVerdict
+from bgdeploy.analysis.verdict import judge as judge_live
 from bgdeploy.execute.session import Session
-from bgdeploy.plan.verdict import (
-    LiveSample,
-    LiveVerdict,
-    Verdict,
-    format_rate,
-    format_seconds,
-    judge,
-    judge_live,
-    parse_access_log,
-)
+from bgdeploy.plan.verdict import Verdict, judge
+from bgdeploy.report.live import figures
 from bgdeploy.spec.durations import format_duration
 from bgdeploy.spec.models import Prompt, Thresholds
 from bgdeploy.transports.http import ServerClient
@@ -44,20 +38,15 @@ def describe(verdict: Verdict) -> str:
     return ", ".join(parts)
 
 
-def log_offset(session: Session) -> int:
-    """Where the access log ends now: the bake reads only what comes after."""
-    return session.host.size(access_log_path(session))
-
-
 def watch(
     session: Session,
     new: str,
     old: str | None,
-    offset: int,
+    since: Cursor,
     seconds: float,
     alive: Callable[[], None] | None = None,
 ) -> tuple[LiveVerdict, LiveVerdict | None]:
-    """Watch the router's access log for `seconds`, judging each colour's live traffic separately.
+    """Watch live traffic from `since` for `seconds`, judging each colour's traffic separately.
 
     `new` is judged against rollout.rollback_on (and, with max_p95_vs_live, against `old`'s p95 over the
     same window); it stops at the first breach. `old`'s figures are for the report. `alive` is called at
@@ -65,31 +54,23 @@ def watch(
     """
     spec = session.loaded.spec
     limits = spec.rollout.rollback_on
-    path = access_log_path(session)
     start = session.clock.now()
-    buffer = b""
-    samples: list[LiveSample] = []
     last_said = 0.0
     while True:
-        chunk = session.host.read_from(path, offset)
-        offset += len(chunk)
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        samples += parse_access_log(line.decode(errors="replace") for line in lines)
-        baseline = [s for s in samples if s.colour == old] if old else []
+        window = session.traffic.since(since)
+        baseline = window.of(old) if old else None
         verdict = judge_live(
-            samples,
-            new,
+            window.of(new),
             limits,
             min_requests=limits.min_requests,
             baseline=baseline,
             max_relative_p95=limits.max_p95_vs_live,
         )
-        old_verdict = judge_live(samples, old, limits, min_requests=limits.min_requests) if old else None
+        old_verdict = judge_live(baseline, limits, min_requests=limits.min_requests) if baseline is not None else None
         if alive is not None:
             alive()
         elapsed = session.clock.now() - start
-        if verdict.breaches or elapsed >= seconds:
+        if verdict.breached or elapsed >= seconds:
             return verdict, old_verdict
         if elapsed - last_said >= 10 or last_said == 0:
             last_said = elapsed or 0.001
@@ -98,8 +79,3 @@ def watch(
                 + (f"; {figures(old, old_verdict)}" if old and old_verdict else "")
             )
         session.clock.sleep(min(spec.rollout.analysis_interval, seconds - elapsed))
-
-
-def figures(colour: str, verdict: LiveVerdict) -> str:
-    p95 = format_seconds(verdict.p95_latency_s) if verdict.p95_latency_s is not None else "-"
-    return f"{colour} {verdict.requests} req, {verdict.errors} err ({format_rate(verdict.error_rate)}), p95 {p95}"

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field, replace
 
 from bgdeploy.errors import BgdeployError, DeployFailed, InternalError
 from bgdeploy.execute import canary, colours
-from bgdeploy.execute.checks import ask_all, describe, log_offset, watch
+from bgdeploy.analysis.source import Cursor
+from bgdeploy.execute.checks import ask_all, describe, watch
 from bgdeploy.execute.clock import utc_now
 from bgdeploy.execute.observe import Observed, observe
 from bgdeploy.execute.router import apply_weights, remove_routing, rotate_access_log, router_port
@@ -20,6 +21,7 @@ from bgdeploy.plan.names import COLOURS, Colour, other
 from bgdeploy.plan.state import HostState, history_line
 from bgdeploy.plan.steps import DeployPlan, HostView, plan_deploy, port_in_use
 from bgdeploy.plan.verdict import Verdict
+from bgdeploy.report.live import breaches_text
 from bgdeploy.spec.models import Thresholds
 
 
@@ -122,7 +124,7 @@ class Cycle:
     host_ports: dict[Colour, int | None] = field(default_factory=dict)
     aside: bool = False  # the previous release of the new colour is set aside (restored on failure)
     aside_was_running: bool = False
-    offset: int = 0  # where the access log ended when traffic began to move: the bake reads from there
+    since: Cursor | None = None  # live traffic from the moment all of it moved: what the bake judges
     resume_from: int = 0  # the canary step to begin with (a promoted canary goes on where it paused)
 
     def run(self, first: str | None = None, last: str | None = None) -> None:
@@ -208,7 +210,7 @@ class Cycle:
         session.out.say(f"switch: all traffic to {self.new}")
         self.switched = True
         apply_weights(session, {self.new: 100}, self.host_ports, confirm=self.new)
-        self.offset = log_offset(session)
+        self.since = session.traffic.mark()
 
     def step_smoke(self) -> None:
         session = self.session
@@ -224,10 +226,11 @@ class Cycle:
 
     def step_bake(self) -> None:
         session = self.session
-        verdict, _ = watch(session, self.new, None, self.offset, session.loaded.spec.rollout.bake, self.alive)
+        since = self.since if self.since is not None else session.traffic.mark()
+        verdict, _ = watch(session, self.new, None, since, session.loaded.spec.rollout.bake, self.alive)
         session.result.bake = verdict
-        if verdict.breaches:
-            raise DeployFailed("live traffic breached rollout.rollback_on: " + "; ".join(verdict.breaches))
+        if verdict.breached:
+            raise DeployFailed("live traffic breached rollout.rollback_on: " + breaches_text(verdict))
 
     def step_drain(self) -> None:
         assert self.old is not None

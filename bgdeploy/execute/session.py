@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from bgdeploy.analysis.source import TrafficSource
+from bgdeploy.analysis.sources import traffic_source
 from bgdeploy.execute.clock import Clock
 from bgdeploy.plan.names import Layout
 from bgdeploy.plan.result import Phase, Result
@@ -62,6 +64,7 @@ class Session:
     # deployment there, with the model and colour in the payload).
     on_target: Callable[[Release], None] | None = None
     _engine: DockerEngine | None = None
+    _traffic: TrafficSource | None = None
 
     @property
     def spec_dir(self) -> Path:
@@ -72,6 +75,13 @@ class Session:
         if self._engine is None:
             self._engine = DockerEngine(self.host.docker())
         return self._engine
+
+    @property
+    def traffic(self) -> TrafficSource:
+        """Where live traffic figures come from (the bake, canary steps and `status` read them here)."""
+        if self._traffic is None:
+            self._traffic = traffic_source(self.loaded.spec, self.host, self.layout)
+        return self._traffic
 
     def warn(self, message: str) -> None:
         self.result.warnings.append(message)

@@ -6,9 +6,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
 from bgdeploy.plan.state import Release
 from bgdeploy.plan.steps import DeployPlan
-from bgdeploy.plan.verdict import LiveVerdict, Verdict
+from bgdeploy.plan.verdict import Verdict
 
 Outcome = Literal[
     "deployed", "unchanged", "failed", "rolled-back", "planned", "previewed", "paused", "aborted", "invalid"
@@ -32,7 +33,7 @@ class CanaryRecord:
     seconds: float
     new: LiveVerdict
     old: LiveVerdict | None
-    verdict: str  # passed | breached | inconclusive | interrupted
+    verdict: LiveOutcome  # the new colour's outcome (the same as new.outcome)
 
 
 @dataclass

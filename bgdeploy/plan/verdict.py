@@ -1,5 +1,5 @@
-"""Verdicts: validation answers against the spec's expectations and thresholds, and live traffic against the
-rollback limits. Every failure is a sentence a person can act on.
+"""Verdicts on validation: answers against the spec's expectations and thresholds. Every failure is a
+sentence a person can act on. (Live traffic is judged in `bgdeploy.analysis.verdict`.)
 """
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from bgdeploy.spec.models import Prompt, RollbackOn, Thresholds
+from bgdeploy.spec.models import Prompt, Thresholds
 
 # Ratios computed from counts (9/10) and limits written as decimals (0.9) may differ in the last bit.
 _EPSILON = 1e-9
@@ -55,27 +55,6 @@ class Verdict:
     pass_rate: float
     error_rate: float
     p95_latency_s: float | None
-
-
-@dataclass(frozen=True)
-class LiveSample:
-    """One request the router served, from its access log."""
-
-    colour: str
-    status: int
-    latency_s: float
-    ts: float
-
-
-@dataclass(frozen=True)
-class LiveVerdict:
-    requests: int
-    errors: int
-    error_rate: float
-    p95_latency_s: float | None
-    breaches: tuple[str, ...]
-    inconclusive: bool
-    ok: bool
 
 
 def format_seconds(seconds: float) -> str:
@@ -222,105 +201,3 @@ def judge(prompts: Sequence[Prompt], answers: Sequence[Answer], thresholds: Thre
         p95_latency_s=p95,
     )
 
-
-def is_live_error(status: int) -> bool:
-    """5xx and 0 (no response at all) are the server's failures; 4xx, 499 included, are the client's doing."""
-    return status == 0 or status >= 500
-
-
-def judge_live(
-    samples: Sequence[LiveSample],
-    colour: str,
-    rollback_on: RollbackOn,
-    *,
-    min_requests: int = 20,
-    baseline: Sequence[LiveSample] = (),
-    max_relative_p95: float | None = None,
-) -> LiveVerdict:
-    """Judge one colour's live traffic against the rollback limits (and optionally the old colour's p95).
-
-    Latency is over all the colour's requests, errors included: a timeout is slow traffic too.
-    """
-    mine = [s for s in samples if s.colour == colour]
-    requests = len(mine)
-    errors = sum(1 for s in mine if is_live_error(s.status))
-    error_rate = errors / requests if requests else 0.0
-    p95 = percentile([s.latency_s for s in mine], 95)
-
-    if requests < min_requests:
-        # Too few requests for rates to mean anything, except that with zero tolerance a single error is a breach.
-        if errors > 0 and rollback_on.max_error_rate == 0:
-            breach = f"{errors} failed of {requests} requests, and max_error_rate is 0%"
-            return LiveVerdict(requests, errors, error_rate, p95, (breach,), False, False)
-        return LiveVerdict(requests, errors, error_rate, p95, (), True, True)
-
-    breaches: list[str] = []
-    if error_rate > rollback_on.max_error_rate + _EPSILON:
-        breaches.append(
-            f"error rate {format_rate(error_rate)} > {format_rate(rollback_on.max_error_rate)} "
-            f"({errors} of {requests} requests)"
-        )
-    if p95 is not None and rollback_on.p95_latency is not None and p95 > rollback_on.p95_latency:
-        breaches.append(
-            f"p95 latency {format_seconds(p95)} > {format_seconds(rollback_on.p95_latency)} ({requests} requests)"
-        )
-    if p95 is not None and max_relative_p95 is not None and len(baseline) >= min_requests:
-        base_p95 = percentile([s.latency_s for s in baseline], 95)
-        if base_p95 is not None and p95 > max_relative_p95 * base_p95:
-            breaches.append(
-                f"p95 latency {format_seconds(p95)} > {max_relative_p95:g} × baseline p95 "
-                f"{format_seconds(base_p95)} = {format_seconds(max_relative_p95 * base_p95)}"
-            )
-    return LiveVerdict(requests, errors, error_rate, p95, tuple(breaches), False, not breaches)
-
-
-def _seconds_field(value: object) -> float | None:
-    """A time from the log: a number, or nginx's "0.010, 0.020" / "0.010 : 0.020" (retries: the last counts)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        parts = [p for p in re.split(r"[,:]", value) if p.strip()]
-        if not parts:
-            return None
-        try:
-            number = float(parts[-1].strip())
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) and number >= 0 else None
-
-
-def _int_field(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
-
-def parse_access_log(lines: Iterable[str]) -> list[LiveSample]:
-    """Samples from the router's JSON access log; lines that are not bgdeploy's, or served by no colour, are skipped."""
-    samples: list[LiveSample] = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(record, dict):
-            continue
-        colour = record.get("colour")
-        ts = _seconds_field(record.get("ts"))
-        status = _int_field(record.get("status"))
-        # "-" (or empty) when no upstream answered, e.g. a refused connection: the request time still counts.
-        latency = _seconds_field(record.get("upstream_response_time"))
-        if latency is None:
-            latency = _seconds_field(record.get("request_time"))
-        if not isinstance(colour, str) or not colour or ts is None or status is None or latency is None:
-            continue
-        samples.append(LiveSample(colour=colour, status=status, latency_s=latency, ts=ts))
-    return samples

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 
+from bgdeploy.analysis.verdict import Breach, LiveVerdict
 from bgdeploy.plan.names import Colour
 from bgdeploy.plan.report import ANSWER_CHARS, LOG_LINES, escape_block, escape_inline, headline, render
 from bgdeploy.plan.result import Phase, Result
 from bgdeploy.plan.state import Release
 from bgdeploy.plan.steps import Change, DeployPlan, Step
-from bgdeploy.plan.verdict import Answer, Check, LiveVerdict, PromptResult, Verdict
+from bgdeploy.plan.verdict import Answer, Check, PromptResult, Verdict
 
 OLD = "Qwen/Qwen2.5-7B-Instruct"
 NEW = "meta-llama/Llama-3.1-8B-Instruct"
@@ -227,14 +228,14 @@ def test_smoke_table() -> None:
 
 
 def test_bake_section() -> None:
-    bake = LiveVerdict(200, 10, 0.05, 1.5, ("error rate 5% > 1% (10 of 200 requests)",), False, False)
+    bake = LiveVerdict("breached", 200, 10, 0.05, 1.5, (Breach("error_rate", 0.05, 0.01, 200, 10),))
     text = render(deployed(outcome="rolled-back", bake=bake))
     assert "200 requests, 10 errors (5%), p95 1.5s: breached" in text
     assert "- error rate 5% &gt; 1% \\(10 of 200 requests\\)" in text
 
 
 def test_inconclusive_bake() -> None:
-    text = render(deployed(bake=LiveVerdict(3, 0, 0.0, None, (), True, True)))
+    text = render(deployed(bake=LiveVerdict("inconclusive", 3, 0, 0.0, None)))
     assert "3 requests, 0 errors (0%), p95 -: inconclusive (too few requests)" in text
 
 
@@ -361,7 +362,7 @@ def test_result_to_json() -> None:
         plan=plan,
         phases=[Phase("start", 1.5, "ok")],
         validation=verdict(prompt_result("capital", "Paris"), checks=(Check("pass rate", "≥ 100%", "100%", True),)),
-        bake=LiveVerdict(50, 0, 0.0, 0.4, (), False, True),
+        bake=LiveVerdict("passed", 50, 0, 0.0, 0.4),
     )
     data = json.loads(result.to_json())
     assert data["outcome"] == "deployed"
@@ -383,15 +384,20 @@ def test_phase_seconds_sums_repeated_phases() -> None:
 
 def test_canary_progression_table_and_chart() -> None:
     from bgdeploy.plan.result import CanaryRecord
-    from bgdeploy.plan.verdict import LiveVerdict
 
     def live(requests: int, errors: int, p95: float) -> LiveVerdict:
-        return LiveVerdict(requests, errors, errors / requests, p95, (), False, True)
+        return LiveVerdict("passed", requests, errors, errors / requests, p95)
 
-    breach = LiveVerdict(40, 2, 0.05, 0.2, ("error rate 5% > 1% (2 of 40 requests)",), False, False)
-    result = Result(command="deploy", name="chat", outcome="failed", failure="canary step 2 breached",
-                    active_colour="blue", previous_colour="blue",
-                    target=Release("green", "acme/v2", "img", "h", "t"))
+    breach = LiveVerdict("breached", 40, 2, 0.05, 0.2, (Breach("error_rate", 0.05, 0.01, 40, 2),))
+    result = Result(
+        command="deploy",
+        name="chat",
+        outcome="failed",
+        failure="canary step 2 breached",
+        active_colour="blue",
+        previous_colour="blue",
+        target=Release("green", "acme/v2", "img", "h", "t"),
+    )
     result.canary = [
         CanaryRecord(1, 10, 60.0, live(30, 0, 0.1), live(270, 0, 0.09), "passed"),
         CanaryRecord(2, 50, 12.5, breach, live(45, 0, 0.1), "breached"),

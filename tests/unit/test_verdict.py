@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from bgdeploy.plan.verdict import (
-    Answer,
-    Check,
-    LiveSample,
-    judge,
-    judge_answer,
-    judge_live,
-    parse_access_log,
-    percentile,
-)
+from bgdeploy.analysis.access_log import LiveSample, parse_access_log, traffic_of
+from bgdeploy.analysis.verdict import LiveVerdict
+from bgdeploy.analysis.verdict import judge as judge_traffic
+from bgdeploy.plan.verdict import Answer, Check, judge, judge_answer, percentile
+from bgdeploy.report.live import breach_text
 from bgdeploy.spec.models import Prompt, RollbackOn, Thresholds
 
 
@@ -241,34 +237,51 @@ def samples(colour: str, n: int, *, status: int = 200, latency_s: float = 0.2) -
 ROLLBACK = RollbackOn.model_validate({"max_error_rate": 0.01, "p95_latency": "2s"})
 
 
+def judge_live(
+    traffic: Sequence[LiveSample],
+    colour: str,
+    rollback: RollbackOn,
+    *,
+    baseline: Sequence[LiveSample] = (),
+    max_relative_p95: float | None = None,
+) -> LiveVerdict:
+    base = traffic_of(baseline, baseline[0].colour) if baseline else None
+    return judge_traffic(traffic_of(traffic, colour), rollback, baseline=base, max_relative_p95=max_relative_p95)
+
+
+def texts(verdict: LiveVerdict) -> tuple[str, ...]:
+    """The breaches as the report words them (the verdict itself holds numbers)."""
+    return tuple(breach_text(b) for b in verdict.breaches)
+
+
 def test_live_ok_and_other_colour_ignored() -> None:
     traffic = samples("green", 57) + samples("green", 3, status=404) + samples("blue", 50, status=502)
     verdict = judge_live(traffic, "green", ROLLBACK)
     assert (verdict.requests, verdict.errors, verdict.error_rate) == (60, 0, 0.0)
-    assert verdict.ok
+    assert not verdict.breached
     assert not verdict.inconclusive
-    assert verdict.breaches == ()
+    assert texts(verdict) == ()
     assert verdict.p95_latency_s == 0.2
 
 
 def test_live_error_rate_breach() -> None:
     traffic = samples("green", 57) + samples("green", 2, status=503) + samples("green", 1, status=0)
     verdict = judge_live(traffic, "green", ROLLBACK)
-    assert not verdict.ok
+    assert verdict.outcome == "breached"
     assert verdict.errors == 3
-    assert verdict.breaches == ("error rate 5% > 1% (3 of 60 requests)",)
+    assert texts(verdict) == ("error rate 5% > 1% (3 of 60 requests)",)
 
 
 def test_live_client_errors_are_not_errors() -> None:
     traffic = samples("green", 50) + samples("green", 10, status=499) + samples("green", 10, status=400)
-    assert judge_live(traffic, "green", ROLLBACK).ok
+    assert not judge_live(traffic, "green", ROLLBACK).breached
 
 
 def test_live_latency_breach() -> None:
     traffic = samples("green", 50) + samples("green", 10, latency_s=2.5)
     verdict = judge_live(traffic, "green", ROLLBACK)
-    assert not verdict.ok
-    assert verdict.breaches == ("p95 latency 2.5s > 2s (60 requests)",)
+    assert verdict.outcome == "breached"
+    assert texts(verdict) == ("p95 latency 2.5s > 2s (60 requests)",)
 
 
 def test_live_relative_to_baseline() -> None:
@@ -276,19 +289,19 @@ def test_live_relative_to_baseline() -> None:
     green = samples("green", 30, latency_s=0.9)
     baseline = samples("blue", 30, latency_s=0.5)
     verdict = judge_live(green, "green", rollback, baseline=baseline, max_relative_p95=1.5)
-    assert not verdict.ok
-    assert verdict.breaches == ("p95 latency 900ms > 1.5 × baseline p95 500ms = 750ms",)
-    assert judge_live(green, "green", rollback, baseline=baseline, max_relative_p95=2).ok
+    assert verdict.outcome == "breached"
+    assert texts(verdict) == ("p95 latency 900ms > 1.5 × baseline p95 500ms = 750ms",)
+    assert not judge_live(green, "green", rollback, baseline=baseline, max_relative_p95=2).breached
     # Too small a baseline says nothing.
-    assert judge_live(green, "green", rollback, baseline=baseline[:5], max_relative_p95=1.5).ok
+    assert not judge_live(green, "green", rollback, baseline=baseline[:5], max_relative_p95=1.5).breached
 
 
 def test_live_inconclusive_with_few_requests() -> None:
     traffic = samples("green", 5) + samples("green", 5, status=500, latency_s=9)
     verdict = judge_live(traffic, "green", ROLLBACK)
     assert verdict.inconclusive
-    assert verdict.ok
-    assert verdict.breaches == ()
+    assert not verdict.breached
+    assert texts(verdict) == ()
     assert verdict.requests == 10
     assert judge_live([], "green", ROLLBACK).inconclusive
 
@@ -296,10 +309,10 @@ def test_live_inconclusive_with_few_requests() -> None:
 def test_live_zero_tolerance_breaks_even_with_few_requests() -> None:
     rollback = RollbackOn.model_validate({"max_error_rate": 0})
     verdict = judge_live(samples("green", 4) + samples("green", 1, status=500), "green", rollback)
-    assert not verdict.ok
+    assert verdict.outcome == "breached"
     assert not verdict.inconclusive
-    assert verdict.breaches == ("1 failed of 5 requests, and max_error_rate is 0%",)
-    assert judge_live(samples("green", 4), "green", rollback).ok
+    assert texts(verdict) == ("1 failed of 5 requests, and max_error_rate is 0%",)
+    assert not judge_live(samples("green", 4), "green", rollback).breached
 
 
 # --- access log -------------------------------------------------------------------------------------------
@@ -339,4 +352,4 @@ def test_parsed_log_feeds_the_live_verdict() -> None:
     line = '{{"ts":"{ts}","colour":"green","status":"{status}","request_time":"0.1","upstream_response_time":"0.1"}}'
     lines = [line.format(ts=1000 + i, status=500 if i < 3 else 200) for i in range(60)]
     verdict = judge_live(parse_access_log(lines), "green", ROLLBACK)
-    assert verdict.breaches == ("error rate 5% > 1% (3 of 60 requests)",)
+    assert texts(verdict) == ("error rate 5% > 1% (3 of 60 requests)",)

@@ -1,0 +1,34 @@
+"""Live-traffic verdicts in words: one breach as a sentence, a colour's figures on one line. Pure."""
+
+from __future__ import annotations
+
+from bgdeploy.analysis.verdict import Breach, LiveVerdict
+from bgdeploy.plan.verdict import format_rate, format_seconds
+
+
+def breach_text(breach: Breach) -> str:
+    """One breach of rollout.rollback_on as a person reads it."""
+    if breach.kind == "any_error":
+        return f"{breach.errors} failed of {breach.requests} requests, and max_error_rate is 0%"
+    if breach.kind == "error_rate":
+        return (
+            f"error rate {format_rate(breach.measured)} > {format_rate(breach.limit)} "
+            f"({breach.errors} of {breach.requests} requests)"
+        )
+    if breach.kind == "p95_latency":
+        measured, limit = format_seconds(breach.measured), format_seconds(breach.limit)
+        return f"p95 latency {measured} > {limit} ({breach.requests} requests)"
+    return (
+        f"p95 latency {format_seconds(breach.measured)} > {breach.factor:g} × baseline p95 "
+        f"{format_seconds(breach.baseline_s or 0.0)} = {format_seconds(breach.limit)}"
+    )
+
+
+def breaches_text(verdict: LiveVerdict) -> str:
+    return "; ".join(breach_text(b) for b in verdict.breaches)
+
+
+def figures(colour: str, verdict: LiveVerdict) -> str:
+    """`green 120 req, 1 err (0.83%), p95 850ms`."""
+    p95 = format_seconds(verdict.p95_latency_s) if verdict.p95_latency_s is not None else "-"
+    return f"{colour} {verdict.requests} req, {verdict.errors} err ({format_rate(verdict.error_rate)}), p95 {p95}"
