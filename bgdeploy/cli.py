@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -31,14 +32,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _report_spec_error(exc: SpecError) -> None:
-    from bgdeploy import workflow_commands
+    from bgdeploy.github import workflow_commands
+    from bgdeploy.untrusted.commands import inert
 
-    print(exc.render(), file=sys.stderr)
+    # Spec keys and values are untrusted: no line of them may act as a workflow command.
+    print(inert(exc.render()), file=sys.stderr)
     print(f"{exc}", file=sys.stderr)
     if workflow_commands.in_github_actions():
+        log = workflow_commands.Log()
         for p in exc.problems:
             where = f"{p.path}: " if p.path else ""
-            print(
+            log.command(
                 workflow_commands.error(
                     f"{where}{p.message}", file=exc.filename, line=p.line, col=p.column, title="bluegreen.yaml"
                 )
@@ -63,11 +67,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def _write_outputs(args: argparse.Namespace, result: Result) -> None:
     from bgdeploy.plan.report import render
+    from bgdeploy.untrusted.secrets import mask, mask_json
 
     if getattr(args, "json", None):
-        Path(args.json).write_text(result.to_json())
+        Path(args.json).write_text(mask_json(result.to_json()))
     if getattr(args, "report", None):
-        Path(args.report).write_text(render(result))
+        Path(args.report).write_text(mask(render(result)))
 
 
 def _on_host(args: argparse.Namespace, command: str, work: Callable[[Session], Result]) -> int:
@@ -168,7 +173,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_ci(args: argparse.Namespace) -> int:
-    from bgdeploy.execute.ci import main as ci_main
+    from bgdeploy.github.action import main as ci_main
 
     signal.signal(signal.SIGTERM, _interrupt)
     return ci_main()
@@ -248,6 +253,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs a command with stdout and stderr behind the masking choke point (and, under GitHub Actions, with
+    every line made inert unless it is one of our own workflow commands)."""
+    from bgdeploy.github.workflow_commands import in_github_actions
+    from bgdeploy.untrusted import secrets
+    from bgdeploy.untrusted.commands import inert_line
+
+    secrets.register_env(os.environ)
+    transform = inert_line if in_github_actions() else None
+    saved = sys.stdout, sys.stderr
+    sys.stdout = secrets.MaskingStream(saved[0], transform)
+    sys.stderr = secrets.MaskingStream(saved[1], transform)
+    try:
+        return _main(argv)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:

@@ -19,6 +19,12 @@ class BgdeployError(Exception):
 
     exit_code: int = EXIT_INTERNAL
 
+    def __str__(self) -> str:
+        # Messages quote hosts, containers and models: secrets are masked here, wherever the message goes.
+        from bgdeploy.untrusted.secrets import mask
+
+        return mask(super().__str__())
+
 
 class UsageError(BgdeployError):
     """The command line or the environment is wrong (a missing file, an unknown flag)."""

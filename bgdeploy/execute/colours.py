@@ -39,6 +39,7 @@ def gpu_blockers(session: Session, colour: Colour) -> list[str]:
     except gpu.GpuQueryError as exc:
         return [str(exc)]
     session.result.gpu_lines = [gpu.format_gpu(g) for g in gpus]
+    session.gpus_seen = gpus
     _, blockers = gpu.check_fit(gpus, wanted, spec.runtime.gpu_memory_utilization, colour=colour)
     return blockers
 

@@ -10,15 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from bgdeploy.analysis.source import TrafficSource
-from bgdeploy.analysis.sources import traffic_source
 from bgdeploy.execute.clock import Clock
+from bgdeploy.plan.gpu import Gpu
 from bgdeploy.plan.names import Layout
 from bgdeploy.plan.result import Phase, Result
 from bgdeploy.plan.state import Release
 from bgdeploy.spec.load import LoadedSpec
 from bgdeploy.transports.base import Host
 from bgdeploy.transports.docker_engine import DockerEngine
+from bgdeploy.untrusted import secrets as secret_registry
+from bgdeploy.untrusted.commands import inert
+from bgdeploy.untrusted.secrets import MaskingStream
 
 
 @dataclass
@@ -30,22 +32,27 @@ class Output:
     start: float = field(default_factory=time.monotonic)
     groups: bool = False  # under GitHub Actions: each phase folds into a ::group::
 
-    def mask(self, text: str) -> str:
+    def __post_init__(self) -> None:
         for secret in self.secrets:
-            if len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text
+            secret_registry.register(secret)
+
+    def mask(self, text: str) -> str:
+        """The one masking choke point (`bgdeploy.untrusted.secrets`): every secret this process knows."""
+        for secret in self.secrets:
+            secret_registry.register(secret)
+        return secret_registry.mask(text)
 
     def say(self, message: str) -> None:
         elapsed = time.monotonic() - self.start
-        text = self.mask(f"[{elapsed:6.1f}s] {message}")
-        # Messages may quote model output or container logs: no line of them may start a workflow command.
-        lines = [f" {line}" if line.lstrip().startswith("::") else line for line in text.splitlines()]
-        print("\n".join(lines), file=self.stream, flush=True)
+        # Messages may quote model output or container logs: no line of them may act as a workflow command.
+        print(inert(self.mask(f"[{elapsed:6.1f}s] {message}")), file=self.stream, flush=True)
 
     def command(self, line: str) -> None:
-        """A workflow command of our own (`::group::`), printed as is."""
-        print(line, file=self.stream, flush=True)
+        """A workflow command of our own (`::group::`), written past the CLI's masking stream unchanged."""
+        if isinstance(self.stream, MaskingStream):
+            self.stream.raw_write(line)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def warn(self, message: str) -> None:
         self.say(f"warning: {message}")
@@ -63,8 +70,9 @@ class Session:
     # Called once the release this command will make live is known (the action creates its GitHub
     # deployment there, with the model and colour in the payload).
     on_target: Callable[[Release], None] | None = None
+    # The GPUs the preflight read (nvidia-smi), for the record a GitHub deployment keeps.
+    gpus_seen: list[Gpu] = field(default_factory=list)
     _engine: DockerEngine | None = None
-    _traffic: TrafficSource | None = None
 
     @property
     def spec_dir(self) -> Path:
@@ -75,13 +83,6 @@ class Session:
         if self._engine is None:
             self._engine = DockerEngine(self.host.docker())
         return self._engine
-
-    @property
-    def traffic(self) -> TrafficSource:
-        """Where live traffic figures come from (the bake, canary steps and `status` read them here)."""
-        if self._traffic is None:
-            self._traffic = traffic_source(self.loaded.spec, self.host, self.layout)
-        return self._traffic
 
     def warn(self, message: str) -> None:
         self.result.warnings.append(message)

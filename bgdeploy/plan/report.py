@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 
-from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
 from bgdeploy.plan.result import Result
-from bgdeploy.plan.verdict import PromptResult, Verdict, format_rate, format_seconds
-from bgdeploy.report.live import breach_text
+from bgdeploy.plan.verdict import LiveVerdict, PromptResult, Verdict, format_rate, format_seconds
+from bgdeploy.untrusted.markdown import code_span, escape_block, escape_inline
+
+# The markdown choke point: every untrusted value in a report goes through these two.
+__all__ = ["escape_block", "escape_inline", "headline", "render"]
 
 ANSWER_CHARS = 120
 LOG_LINES = 20
@@ -27,23 +29,6 @@ _OUTCOME = {
     "aborted": "↩️ **Canary aborted**",
     "invalid": "⚠️ **Invalid spec**",
 }
-
-
-def escape_inline(text: str, limit: int = ANSWER_CHARS) -> str:
-    """Untrusted text made safe inside a markdown table cell."""
-    text = " ".join(text.split())
-    if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = re.sub(r"([\\`*_{}\[\]()#+!|~])", r"\\\1", text)
-    # A zero-width joiner after @ keeps "@someone" from pinging anyone.
-    return text.replace("@", "@\u200d")
-
-
-def escape_block(lines: list[str]) -> str:
-    """Untrusted lines inside a fenced block: the fence cannot be closed from inside."""
-    body = "\n".join(line.replace("```", "`\u200b``").replace("@", "@\u200d") for line in lines)
-    return f"```text\n{body}\n```"
 
 
 def _verdict_rows(green: Verdict, blue: Verdict | None, green_name: str, blue_name: str) -> list[str]:
@@ -87,7 +72,7 @@ def _live(verdict: LiveVerdict | None) -> list[str]:
 def _canary_rows(result: Result) -> list[str]:
     new = result.target.colour if result.target else "new"
     old = result.previous_colour or "old"
-    mark: dict[LiveOutcome, str] = {"passed": "✅ passed", "breached": "❌ breached", "inconclusive": "⏸️ inconclusive"}
+    mark = {"passed": "✅ passed", "breached": "❌ breached", "inconclusive": "⏸️ inconclusive"}
     rows = [
         "#### Canary",
         "",
@@ -102,10 +87,10 @@ def _canary_rows(result: Result) -> list[str]:
             format_seconds(rec.seconds),
             *_live(rec.new),
             *_live(rec.old),
-            mark[rec.verdict],
+            mark.get(rec.verdict, rec.verdict),
         ]
         rows.append("| " + " | ".join(cells) + " |")
-        rows += [f"| | | | {escape_inline(breach_text(b), 300)} | | | | | | |" for b in rec.new.breaches]
+        rows += [f"| | | | {escape_inline(b, 300)} | | | | | | |" for b in rec.new.breaches]
     # Traffic share over time: the observed share of the new colour at each step.
     shares = [
         round(100 * rec.new.requests / max(1, rec.new.requests + (rec.old.requests if rec.old else 0)))
@@ -165,7 +150,7 @@ def _plain(text: str) -> str:
 
 
 def render(result: Result) -> str:
-    lines = [f"### bgdeploy `{result.name}`: {result.command}", "", headline(result), ""]
+    lines = [f"### bgdeploy {code_span(result.name, 60)}: {result.command}", "", headline(result), ""]
     plan = result.plan
     if plan is not None and plan.changes:
         lines += ["| change | before | after |", "| --- | --- | --- |"]
@@ -190,17 +175,12 @@ def render(result: Result) -> str:
     if result.bake is not None and not result.canary:
         b = result.bake
         p95 = format_seconds(b.p95_latency_s) if b.p95_latency_s is not None else "-"
-        states: dict[LiveOutcome, str] = {
-            "breached": "breached",
-            "inconclusive": "inconclusive (too few requests)",
-            "passed": "ok",
-        }
-        state = states[b.outcome]
+        state = "breached" if b.breaches else ("inconclusive (too few requests)" if b.inconclusive else "ok")
         lines += [
             "#### Live traffic (bake)",
             "",
             f"{b.requests} requests, {b.errors} errors ({format_rate(b.error_rate)}), p95 {p95}: {state}",
-            *[f"- {escape_inline(breach_text(x), 300)}" for x in b.breaches],
+            *[f"- {escape_inline(x, 300)}" for x in b.breaches],
             "",
         ]
     if result.failed_logs:

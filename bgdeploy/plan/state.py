@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from bgdeploy.plan.names import COLOURS, Colour
+from bgdeploy.untrusted.secrets import mask_json
 
 STATE_VERSION = 1
 MAX_STATE_BYTES = 1024 * 1024  # state.json is a few hundred bytes; anything near this is not ours
@@ -132,7 +133,7 @@ class HostState:
 
     def to_json(self) -> bytes:
         body = {"version": STATE_VERSION, **asdict(self)}
-        return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
+        return mask_json(json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
     def from_json(cls, name: str, raw: bytes | None) -> tuple[HostState, list[str]]:
@@ -210,7 +211,8 @@ def damaged_message(path: str, problems: list[str]) -> str:
 
 
 def history_line(entry: dict[str, Any]) -> bytes:
-    return (json.dumps(entry, sort_keys=True) + "\n").encode()
+    """One line of history.jsonl; secrets masked (a failure message may quote a container's log)."""
+    return mask_json(json.dumps(entry, sort_keys=True) + "\n").encode()
 
 
 def parse_history(raw: bytes | None, limit: int = 10) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""GitHub's REST API (httpx): PR comments, merged-PR lookup, Deployments. `GITHUB_API_URL` is respected.
+"""GitHub's REST API (httpx): PR comments, merged-PR lookup, Deployments, typed. `GITHUB_API_URL` is respected.
 
 Retries with backoff on 5xx, 429 and secondary rate limits. Every failure is a GitHubError, which the
 callers turn into a warning: reporting must never fail or undo a deploy. The token never leaves headers.
@@ -6,15 +6,18 @@ callers turn into a warning: reporting must never fail or undo a deploy. The tok
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from bgdeploy import __version__
 from bgdeploy.errors import BgdeployError
+from bgdeploy.untrusted import secrets
 
 API_VERSION = "2022-11-28"
 ATTEMPTS = 4
@@ -60,6 +63,7 @@ class GitHub:
             },
         )
         self._sleep = sleep
+        secrets.register(token)
 
     def close(self) -> None:
         self._client.close()
@@ -72,7 +76,7 @@ class GitHub:
                 response = self._client.request(method, url, **kwargs)
             except httpx.HTTPError as exc:
                 if attempt == ATTEMPTS:
-                    raise GitHubError(f"GitHub API {method} {_path(url)} failed: {type(exc).__name__}") from None
+                    raise GitHubError(f"GitHub API {method} {_path(url)} failed: {type(exc).__name__}") from exc
                 self._sleep(delay)
                 delay *= 2
                 continue
@@ -106,19 +110,33 @@ class GitHub:
 
     # -- pull request comments ------------------------------------------------------------------------
 
-    def upsert_comment(self, repo: str, number: int, marker: str, body: str) -> tuple[int, str, bool]:
-        """Update the comment holding `marker`, or create one. Returns (id, html_url, created)."""
-        for comment in self.paginate(f"/repos/{repo}/issues/{number}/comments"):
-            if marker in (comment.get("body") or ""):
-                updated = self.request("PATCH", f"/repos/{repo}/issues/comments/{comment['id']}", json={"body": body})
-                data = updated.json()
-                return int(data["id"]), str(data.get("html_url", "")), False
-        created = self.request("POST", f"/repos/{repo}/issues/{number}/comments", json={"body": body}).json()
-        return int(created["id"]), str(created.get("html_url", "")), True
+    def list_comments(self, repo: str, number: int) -> list[Comment]:
+        """Every comment of the issue or pull request, oldest first (all pages)."""
+        return [Comment.from_json(c) for c in self.paginate(f"/repos/{repo}/issues/{number}/comments")]
 
-    def pulls_for_commit(self, repo: str, sha: str) -> list[dict[str, Any]]:
-        pulls: list[dict[str, Any]] = self.request("GET", f"/repos/{repo}/commits/{sha}/pulls").json()
-        return pulls
+    def create_comment(self, repo: str, number: int, body: str) -> Comment:
+        data = self.request("POST", f"/repos/{repo}/issues/{number}/comments", json={"body": body}).json()
+        return Comment.from_json(data)
+
+    def update_comment(self, repo: str, comment_id: int, body: str) -> Comment:
+        data = self.request("PATCH", f"/repos/{repo}/issues/comments/{comment_id}", json={"body": body}).json()
+        return Comment.from_json(data)
+
+    def authenticated_login(self) -> str | None:
+        """The login of the token's user (`GET /user`), or None for a token that has no user (an app's or
+        the Actions token: GitHub answers 403 there)."""
+        try:
+            data = self.request("GET", "/user").json()
+        except GitHubError as exc:
+            if exc.status in (401, 403, 404):
+                return None
+            raise
+        login = data.get("login") if isinstance(data, dict) else None
+        return str(login) if login else None
+
+    def pulls_for_commit(self, repo: str, sha: str) -> list[PullRef]:
+        data = self.request("GET", f"/repos/{repo}/commits/{sha}/pulls").json()
+        return [PullRef(int(p["number"]), bool(p.get("merged_at"))) for p in data if isinstance(p, dict)]
 
     # -- deployments ------------------------------------------------------------------------------------
 
@@ -157,20 +175,79 @@ class GitHub:
             body["environment"] = environment
         self.request("POST", f"/repos/{repo}/deployments/{deployment_id}/statuses", json=body)
 
-    def last_successful_deployment(self, repo: str, environment: str, *, other_than: int) -> int | None:
-        """The newest deployment of `environment` whose latest status is success (the one being replaced)."""
-        deployments = self.request(
-            "GET", f"/repos/{repo}/deployments", params={"environment": environment, "per_page": 20}
+    def deployments(self, repo: str, environment: str, *, limit: int = 30) -> list[Deployment]:
+        """The newest deployments of `environment`, newest first."""
+        data = self.request(
+            "GET", f"/repos/{repo}/deployments", params={"environment": environment, "per_page": min(100, limit)}
         ).json()
-        for deployment in deployments:
-            if int(deployment["id"]) == other_than:
+        return [Deployment.from_json(d) for d in data if isinstance(d, dict)]
+
+    def latest_state(self, repo: str, deployment_id: int) -> str | None:
+        """The state of a deployment's newest status (success, failure, inactive, ...), None without one."""
+        statuses = self.request(
+            "GET", f"/repos/{repo}/deployments/{deployment_id}/statuses", params={"per_page": 1}
+        ).json()
+        return str(statuses[0].get("state")) if statuses and isinstance(statuses[0], dict) else None
+
+    def last_successful_deployment(
+        self, repo: str, environment: str, *, other_than: int | None = None, limit: int = 20
+    ) -> Deployment | None:
+        """The newest deployment of `environment` whose latest status is success (the live one)."""
+        for deployment in self.deployments(repo, environment, limit=limit):
+            if deployment.id == other_than:
                 continue
-            statuses = self.request(
-                "GET", f"/repos/{repo}/deployments/{deployment['id']}/statuses", params={"per_page": 1}
-            ).json()
-            if statuses and statuses[0].get("state") == "success":
-                return int(deployment["id"])
+            if self.latest_state(repo, deployment.id) == "success":
+                return deployment
         return None
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    body: str
+    author: str
+    html_url: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> Comment:
+        user = data.get("user") if isinstance(data.get("user"), dict) else {}
+        return cls(
+            id=int(data["id"]),
+            body=str(data.get("body") or ""),
+            author=str(user.get("login") or ""),
+            html_url=str(data.get("html_url") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: int
+    environment: str
+    payload: dict[str, Any]
+    created_at: str
+    sha: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> Deployment:
+        payload = data.get("payload")
+        if isinstance(payload, str):  # GitHub returns a payload sent as a string as that string
+            try:
+                payload = json.loads(payload)
+            except ValueError:
+                payload = {}
+        return cls(
+            id=int(data["id"]),
+            environment=str(data.get("environment") or ""),
+            payload=payload if isinstance(payload, dict) else {},
+            created_at=str(data.get("created_at") or ""),
+            sha=str(data.get("sha") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class PullRef:
+    number: int
+    merged: bool
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -116,7 +116,8 @@ def test_a_pr_run_plans_and_keeps_one_comment_even_beyond_the_first_page(dep: De
     ours = [c for c in comments if f"<!-- bgdeploy:{dep.name} -->" in str(c["body"])]
     assert len(comments) == 251 and len(ours) == 1
     assert "📝 **Planned**" in str(ours[0]["body"])
-    assert "::group::observe" in first.log and "::endgroup::" in first.log
+    assert "The host was not contacted" in str(ours[0]["body"]), "auto on a pull request plans offline"
+    assert "::group::bgdeploy report" in first.log and "::endgroup::" in first.log
 
     second = ci(dep, stub, "pull_request", pr_event())
     assert second.code == 0, second.log
@@ -205,8 +206,9 @@ def test_an_invalid_spec_gives_annotations_and_a_comment_listing_the_errors(dep:
 
 def test_hostile_model_output_stays_inert_and_no_secret_leaks(dep: Deployment, stub: GitHubStub) -> None:
     prompts = [{"name": "echo", "chat": HOSTILE, "max_tokens": 500, "expect": {"contains": "stand-in"}}]
-    spec_with_secret(dep, "acme/chat-v1", validation={"prompts": prompts, "preview_on_pr": True}, rollout={"smoke": []})
-    run = ci(dep, stub, "pull_request", pr_event())
+    spec_with_secret(dep, "acme/chat-v1", validation={"prompts": prompts}, rollout={"smoke": []})
+    # A preview runs only when the workflow asks for it (a job behind its own environment that holds the key).
+    run = ci(dep, stub, "pull_request", pr_event(), BGDEPLOY_MODE="preview")
     assert run.code == 0, run.log
     assert run.outputs["outcome"] == "previewed"
     assert dep.container_status("blue") == "absent", "a preview never stays"

@@ -66,7 +66,7 @@ def test_validate_reports_github_annotations_under_actions(
 
 
 def test_annotations_escape_newlines_and_percent_signs() -> None:
-    from bgdeploy.workflow_commands import error
+    from bgdeploy.github.workflow_commands import error
 
     assert error("50%\nline two", file="a,b:c.yaml", line=1) == "::error file=a%2Cb%3Ac.yaml,line=1::50%25%0Aline two"
 

@@ -1,4 +1,5 @@
-"""The action's pure decisions: mode per event, the PR comment body, outputs; and the API client's retries."""
+"""The action's pure decisions (mode per event, the PR comment body and which comment is ours, outputs), the API
+client's retries, and `bgdeploy ci` without a spec."""
 
 from __future__ import annotations
 
@@ -6,25 +7,32 @@ import httpx
 import pytest
 
 from bgdeploy.errors import Problem, SpecError
-from bgdeploy.plan.github_report import COMMENT_LIMIT, comment_body, decide_mode, marker, spec_errors_markdown
-from bgdeploy.transports.github import GitHub, GitHubError
+from bgdeploy.github.comment import COMMENT_LIMIT, comment_body, marker, ours, spec_errors_markdown
+from bgdeploy.github.modes import decide_mode
+from bgdeploy.transports.github import Comment, GitHub, GitHubError
 
 
 @pytest.mark.parametrize(
-    ("requested", "event", "ref", "preview", "mode"),
+    ("requested", "event", "ref", "mode"),
     [
-        ("auto", "pull_request", "refs/pull/7/merge", False, "plan"),
-        ("auto", "pull_request", "refs/pull/7/merge", True, "preview"),
-        ("auto", "push", "refs/heads/main", False, "deploy"),
-        ("auto", "push", "refs/heads/feature", False, "plan"),
-        ("auto", "workflow_dispatch", "refs/heads/main", False, "plan"),
-        ("auto", "schedule", "refs/heads/main", False, "validate"),
-        ("rollback", "workflow_dispatch", "refs/heads/main", False, "rollback"),
-        ("deploy", "pull_request", "refs/pull/7/merge", False, "deploy"),
+        ("auto", "pull_request", "refs/pull/7/merge", "offline-plan"),
+        ("auto", "pull_request_target", "refs/heads/main", "offline-plan"),
+        ("auto", "push", "refs/heads/main", "deploy"),
+        ("auto", "push", "refs/heads/feature", "offline-plan"),
+        ("auto", "workflow_dispatch", "refs/heads/main", "plan"),
+        ("auto", "schedule", "refs/heads/main", "validate"),
+        ("rollback", "workflow_dispatch", "refs/heads/main", "rollback"),
+        ("preview", "pull_request", "refs/pull/7/merge", "preview"),
     ],
 )
-def test_auto_mode_follows_the_event(requested: str, event: str, ref: str, preview: bool, mode: str) -> None:
-    assert decide_mode(requested, event, ref, "main", preview).mode == mode
+def test_auto_mode_follows_the_event(requested: str, event: str, ref: str, mode: str) -> None:
+    assert decide_mode(requested, event, ref, "main").mode == mode
+
+
+def test_a_pull_request_never_chooses_to_touch_the_host() -> None:
+    """Only the workflow's mode input starts a live plan or a preview; nothing in a PR's spec is an input here."""
+    for event in ("pull_request", "pull_request_target"):
+        assert decide_mode("auto", event, "refs/pull/1/merge", "main").mode == "offline-plan"
 
 
 def test_comment_body_starts_with_the_marker_and_fits_githubs_limit() -> None:
@@ -79,35 +87,50 @@ def test_a_plain_403_is_not_retried_and_names_the_status() -> None:
     sleeps: list[float] = []
     client = _client(lambda r: httpx.Response(403, json={"message": "Resource not accessible by integration"}), sleeps)
     with pytest.raises(GitHubError) as info:
-        client.upsert_comment("o/r", 1, marker("chat"), "body")
+        client.create_comment("o/r", 1, "body")
     assert info.value.status == 403 and "Resource not accessible by integration" in str(info.value)
     assert sleeps == []
     assert "tok" not in str(info.value)
 
 
-def test_upsert_follows_pagination_to_find_the_marker() -> None:
+def test_list_comments_follows_pagination_and_keeps_the_author() -> None:
+    user = {"login": "github-actions[bot]"}
     pages = {
-        "1": ([{"id": i, "body": "other"} for i in range(100)], '<https://ghe.example/api/v3/x?page=2>; rel="next"'),
-        "2": ([{"id": 500, "body": f"{marker('chat')}\nold"}], ""),
+        "1": (
+            [{"id": i, "body": "other", "user": user} for i in range(100)],
+            '<https://ghe.example/api/v3/x?page=2>; rel="next"',
+        ),
+        "2": ([{"id": 500, "body": f"{marker('chat')}\nold", "user": user}], ""),
     }
-    calls: list[tuple[str, str]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        calls.append((request.method, str(request.url)))
-        if request.method == "PATCH":
-            return httpx.Response(200, json={"id": 500, "html_url": "https://x/500"})
         items, link = pages[request.url.params.get("page", "1")]
         return httpx.Response(200, json=items, headers={"link": link} if link else {})
 
-    result = _client(handler, []).upsert_comment("o/r", 7, marker("chat"), "new")
-    assert result == (500, "https://x/500", False)
-    assert calls[-1] == ("PATCH", "https://ghe.example/api/v3/repos/o/r/issues/comments/500")
+    comments = _client(handler, []).list_comments("o/r", 7)
+    assert len(comments) == 101
+    found = ours(comments, "chat", "github-actions[bot]")
+    assert found is not None and found.id == 500
+
+
+def _comment(id_: int, body: str, author: str) -> Comment:
+    return Comment(id_, body, author, f"https://x/{id_}")
+
+
+def test_a_look_alike_comment_by_someone_else_is_never_ours() -> None:
+    forged = _comment(1, f"{marker('chat')}\nplease approve", "mallory")
+    quoted = _comment(2, f"the report said:\n{marker('chat')}", "github-actions[bot]")
+    other_deployment = _comment(3, f"{marker('chat-v2')}\nreport", "github-actions[bot]")
+    assert ours([forged, quoted, other_deployment], "chat", "github-actions[bot]") is None
+    mine = _comment(4, f"{marker('chat')}\nreport", "github-actions[bot]")
+    assert ours([forged, mine], "chat", "github-actions[bot]") == mine
+    assert ours([forged, mine], "chat", "a-pat-user") is None
 
 
 def test_ci_with_a_missing_spec_file_says_so_and_sets_outcome_invalid(tmp_path: object) -> None:
     from pathlib import Path
 
-    from bgdeploy.execute.ci import Runner
+    from bgdeploy.github.action import Runner
 
     assert isinstance(tmp_path, Path)
     output = tmp_path / "output"
