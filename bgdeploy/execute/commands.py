@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from bgdeploy.errors import BgdeployError, DeployFailed
-from bgdeploy.execute import canary
 from bgdeploy.execute.clock import Clock, SystemClock, utc_now
-from bgdeploy.execute.deploy import append_history, deploy, make_plan
+from bgdeploy.execute.deploy import deploy, make_plan
 from bgdeploy.execute.lock import HostLock, default_owner, force_unlock
+from bgdeploy.execute.resume import abort, promote
 from bgdeploy.execute.rollback import rollback
 from bgdeploy.execute.session import Output, Session
+from bgdeploy.execute.state_file import append_history
 from bgdeploy.execute.status import status
 from bgdeploy.plan.names import Layout
 from bgdeploy.plan.result import Result
@@ -121,11 +122,11 @@ def run_rollback(session: Session, *, lock_wait: float, unlock: bool) -> Result:
 
 
 def run_promote(session: Session, *, full: bool, lock_wait: float, unlock: bool) -> Result:
-    return _locked(session, lambda s: canary.promote(s, full=full), lock_wait=lock_wait, unlock=unlock)
+    return _locked(session, lambda s: promote(s, full=full), lock_wait=lock_wait, unlock=unlock)
 
 
 def run_abort(session: Session, *, lock_wait: float, unlock: bool) -> Result:
-    return _locked(session, canary.abort, lock_wait=lock_wait, unlock=unlock)
+    return _locked(session, abort, lock_wait=lock_wait, unlock=unlock)
 
 
 def run_status(session: Session) -> dict[str, Any]:

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from bgdeploy.analysis.source import Cursor
 from bgdeploy.errors import BgdeployError, DeployFailed, InternalError
 from bgdeploy.execute import canary, colours
-from bgdeploy.analysis.source import Cursor
 from bgdeploy.execute.checks import ask_all, describe, watch
 from bgdeploy.execute.clock import utc_now
 from bgdeploy.execute.observe import Observed, observe
 from bgdeploy.execute.router import apply_weights, remove_routing, rotate_access_log, router_port
 from bgdeploy.execute.session import Session
+from bgdeploy.execute.state_file import read_state, record_state
 from bgdeploy.plan.container import spec_release
 from bgdeploy.plan.names import COLOURS, Colour, other
-from bgdeploy.plan.state import HostState, history_line
+from bgdeploy.plan.state import HostState
 from bgdeploy.plan.steps import DeployPlan, HostView, plan_deploy, port_in_use
 from bgdeploy.plan.verdict import Verdict
 from bgdeploy.report.live import breaches_text
@@ -288,23 +289,6 @@ class Cycle:
             session.engine.rename(session.layout.set_aside(self.new), session.layout.container(self.new))
             if self.aside_was_running:
                 session.engine.start(session.layout.container(self.new), session.loaded.spec.runtime.port)
-
-
-def read_state(session: Session) -> HostState:
-    state, _ = HostState.from_json(session.layout.name, session.host.read_file(session.layout.state_file))
-    return state
-
-
-def record_state(session: Session, state: HostState) -> None:
-    session.host.write_file(session.layout.state_file, state.to_json())
-
-
-def append_history(session: Session, entry: dict[str, object]) -> None:
-    path = session.layout.history_file
-    existing = session.host.read_file(path) or b""
-    # Keep the history bounded: the last 500 lines are plenty for `status` and audits.
-    lines = existing.splitlines(keepends=True)[-499:]
-    session.host.write_file(path, b"".join(lines) + history_line(entry))
 
 
 def deploy(session: Session, *, force: bool = False, preview: bool = False) -> None:

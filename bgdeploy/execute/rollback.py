@@ -6,10 +6,11 @@ from __future__ import annotations
 from bgdeploy.errors import DeployFailed
 from bgdeploy.execute import colours
 from bgdeploy.execute.clock import utc_now
-from bgdeploy.execute.deploy import read_state, record_state, recover_set_aside
+from bgdeploy.execute.deploy import recover_set_aside
 from bgdeploy.execute.observe import observe, release_of
 from bgdeploy.execute.router import apply_weights
 from bgdeploy.execute.session import Session
+from bgdeploy.execute.state_file import read_state, record_state
 from bgdeploy.plan.names import Colour, other
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from bgdeploy.analysis.source import TrafficSource
+from bgdeploy.analysis.sources import traffic_source
 from bgdeploy.execute.clock import Clock
 from bgdeploy.plan.gpu import Gpu
 from bgdeploy.plan.names import Layout
@@ -73,6 +75,7 @@ class Session:
     # The GPUs the preflight read (nvidia-smi), for the record a GitHub deployment keeps.
     gpus_seen: list[Gpu] = field(default_factory=list)
     _engine: DockerEngine | None = None
+    _traffic: TrafficSource | None = None
 
     @property
     def spec_dir(self) -> Path:
@@ -83,6 +86,13 @@ class Session:
         if self._engine is None:
             self._engine = DockerEngine(self.host.docker())
         return self._engine
+
+    @property
+    def traffic(self) -> TrafficSource:
+        """Where live traffic figures come from (the bake, canary steps and `status` read them here)."""
+        if self._traffic is None:
+            self._traffic = traffic_source(self.loaded.spec, self.host, self.layout)
+        return self._traffic
 
     def warn(self, message: str) -> None:
         self.result.warnings.append(message)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 
+from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
 from bgdeploy.plan.result import Result
-from bgdeploy.plan.verdict import LiveVerdict, PromptResult, Verdict, format_rate, format_seconds
+from bgdeploy.plan.verdict import PromptResult, Verdict, format_rate, format_seconds
+from bgdeploy.report.live import breach_text
 from bgdeploy.untrusted.markdown import code_span, escape_block, escape_inline
 
 # The markdown choke point: every untrusted value in a report goes through these two.
@@ -72,7 +74,7 @@ def _live(verdict: LiveVerdict | None) -> list[str]:
 def _canary_rows(result: Result) -> list[str]:
     new = result.target.colour if result.target else "new"
     old = result.previous_colour or "old"
-    mark = {"passed": "✅ passed", "breached": "❌ breached", "inconclusive": "⏸️ inconclusive"}
+    mark: dict[LiveOutcome, str] = {"passed": "✅ passed", "breached": "❌ breached", "inconclusive": "⏸️ inconclusive"}
     rows = [
         "#### Canary",
         "",
@@ -87,10 +89,10 @@ def _canary_rows(result: Result) -> list[str]:
             format_seconds(rec.seconds),
             *_live(rec.new),
             *_live(rec.old),
-            mark.get(rec.verdict, rec.verdict),
+            mark[rec.verdict],
         ]
         rows.append("| " + " | ".join(cells) + " |")
-        rows += [f"| | | | {escape_inline(b, 300)} | | | | | | |" for b in rec.new.breaches]
+        rows += [f"| | | | {escape_inline(breach_text(b), 300)} | | | | | | |" for b in rec.new.breaches]
     # Traffic share over time: the observed share of the new colour at each step.
     shares = [
         round(100 * rec.new.requests / max(1, rec.new.requests + (rec.old.requests if rec.old else 0)))
@@ -175,12 +177,17 @@ def render(result: Result) -> str:
     if result.bake is not None and not result.canary:
         b = result.bake
         p95 = format_seconds(b.p95_latency_s) if b.p95_latency_s is not None else "-"
-        state = "breached" if b.breaches else ("inconclusive (too few requests)" if b.inconclusive else "ok")
+        states: dict[LiveOutcome, str] = {
+            "breached": "breached",
+            "inconclusive": "inconclusive (too few requests)",
+            "passed": "ok",
+        }
+        state = states[b.outcome]
         lines += [
             "#### Live traffic (bake)",
             "",
             f"{b.requests} requests, {b.errors} errors ({format_rate(b.error_rate)}), p95 {p95}: {state}",
-            *[f"- {escape_inline(x, 300)}" for x in b.breaches],
+            *[f"- {escape_inline(breach_text(x), 300)}" for x in b.breaches],
             "",
         ]
     if result.failed_logs:

@@ -1,0 +1,89 @@
+"""`bgdeploy promote` and `bgdeploy abort`: a paused canary, rebuilt from the host's state as a deploy cycle
+that goes on from where it paused, or is undone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from bgdeploy.errors import DeployFailed
+from bgdeploy.execute.canary import clear, record
+from bgdeploy.execute.deploy import Cycle, finish
+from bgdeploy.execute.observe import observe, release_of
+from bgdeploy.execute.session import Session
+from bgdeploy.plan.state import CanaryState
+from bgdeploy.plan.steps import HostView, plan_deploy
+
+
+def _resume(session: Session, *, need_new: bool) -> tuple[Cycle, CanaryState]:
+    """The canary in progress, rebuilt from the host's state as a cycle that can go on or be undone."""
+    observed = observe(session)
+    canary = observed.state.canary
+    if canary is None:
+        raise DeployFailed("no canary is in progress on the host, so there is nothing to promote or abort")
+    info = observed.container(canary.new)
+    if need_new and (info is None or not info.running):
+        raise DeployFailed(
+            f"the canary's {canary.new} container is not running; run `bgdeploy abort` to send all traffic back"
+        )
+    state = observed.state
+    old_info = observed.container(canary.old)
+    if state.live is not None and state.live.colour == canary.old:
+        old_release = state.live
+    elif old_info is not None:
+        old_release = release_of(old_info, canary.old)
+    else:
+        raise DeployFailed(f"the canary's old colour {canary.old} has no container: nothing to send traffic back to")
+    # The old colour is the live one until the canary completes, whatever share it has now.
+    observed = replace(observed, live=old_release)
+    view = HostView(live=old_release, live_running=True, stale={}, image_present=True, router_running=True)
+    plan = plan_deploy(session.loaded.spec, session.loaded.spec_hash, view, force=True)
+    cycle = Cycle(
+        session,
+        observed,
+        plan,
+        canary.new,
+        canary.old,
+        switched=True,
+        started=True,
+        deployed_at=canary.release.deployed_at,
+        aside=canary.aside,
+        aside_was_running=canary.aside_was_running,
+    )
+    cycle.host_ports = {
+        canary.new: info.host_port if info else None,
+        canary.old: old_info.host_port if old_info else None,
+    }
+    session.set_target(canary.release)
+    session.result.live_before = old_release
+    session.result.previous_colour = canary.old
+    return cycle, canary
+
+
+def promote(session: Session, *, full: bool) -> None:
+    """Go on with a paused canary: the next step (or straight to 100% with `full`), then finish the deploy."""
+    with session.phase("observe"):
+        cycle, canary = _resume(session, need_new=True)
+    if session.loaded.spec_hash != canary.release.spec_hash:
+        raise DeployFailed(
+            f"the spec changed since the canary of {canary.release.model} started; promote with the spec it "
+            "runs, or `bgdeploy abort` and deploy the new spec"
+        )
+    steps = len(session.loaded.spec.rollout.steps)
+    cycle.resume_from = steps if full else canary.step + 1
+    going = "straight to 100%" if cycle.resume_from >= steps else f"with step {cycle.resume_from + 1}"
+    session.out.say(f"promote: {canary.new} at {canary.weight}%, going on {going}")
+    record(cycle, paused="")
+    finish(cycle, first="switch")
+
+
+def abort(session: Session) -> None:
+    """Send all traffic back to the old colour and remove the canary's new colour."""
+    with session.phase("observe"):
+        cycle, canary = _resume(session, need_new=False)
+    session.out.say(f"abort: sending all traffic back to {canary.old}, removing {canary.new}")
+    with session.phase("abort"):
+        cycle.undo()
+        clear(cycle)
+    session.result.outcome = "aborted"
+    session.result.active_colour = canary.old
