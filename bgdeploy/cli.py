@@ -66,7 +66,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _write_outputs(args: argparse.Namespace, result: Result) -> None:
-    from bgdeploy.plan.report import render
+    from bgdeploy.report.markdown import render
     from bgdeploy.untrusted.secrets import mask, mask_json
 
     if getattr(args, "json", None):
@@ -78,8 +78,8 @@ def _write_outputs(args: argparse.Namespace, result: Result) -> None:
 def _on_host(args: argparse.Namespace, command: str, work: Callable[[Session], Result]) -> int:
     """Load the spec, connect, run `work`, write --json/--report whatever happened, map to an exit code."""
     from bgdeploy.execute.commands import open_session
-    from bgdeploy.plan.report import headline
     from bgdeploy.plan.result import Result
+    from bgdeploy.report.markdown import headline
     from bgdeploy.spec import load_spec
 
     loaded = load_spec(args.file)

@@ -34,9 +34,9 @@ from bgdeploy.github.context import ACTIONS_BOT, Context
 from bgdeploy.github.deployments import GpuFact, Record
 from bgdeploy.github.modes import DEPLOYING, MODES, decide_mode
 from bgdeploy.github.offline import held_mib, offline_plan
-from bgdeploy.plan.report import render
 from bgdeploy.plan.result import Result
 from bgdeploy.plan.state import Release
+from bgdeploy.report.markdown import render
 from bgdeploy.spec.load import LoadedSpec, load_spec
 from bgdeploy.spec.models import NAME_PATTERN
 from bgdeploy.untrusted import secrets as secret_registry

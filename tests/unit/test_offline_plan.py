@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bgdeploy.github.deployments import GpuFact, Record
 from bgdeploy.github.offline import NOT_CONTACTED, gpus_now, offline_plan
-from bgdeploy.plan.report import render
 from bgdeploy.plan.state import Release
+from bgdeploy.report.markdown import render
 from tests.unit.conftest import MINIMAL, load
 
 GPUS = """\

@@ -7,11 +7,11 @@ import re
 
 from bgdeploy.analysis.verdict import Breach, LiveVerdict
 from bgdeploy.plan.names import Colour
-from bgdeploy.plan.report import ANSWER_CHARS, LOG_LINES, escape_block, escape_inline, headline, render
 from bgdeploy.plan.result import Phase, Result
 from bgdeploy.plan.state import Release
 from bgdeploy.plan.steps import Change, DeployPlan, Step
 from bgdeploy.plan.verdict import Answer, Check, PromptResult, Verdict
+from bgdeploy.report.markdown import ANSWER_CHARS, LOG_LINES, escape_block, escape_inline, headline, render
 
 OLD = "Qwen/Qwen2.5-7B-Instruct"
 NEW = "meta-llama/Llama-3.1-8B-Instruct"

@@ -11,9 +11,9 @@ import pytest
 
 from bgdeploy.errors import DeployFailed
 from bgdeploy.github import workflow_commands as wc
-from bgdeploy.plan.report import render
 from bgdeploy.plan.result import Result
 from bgdeploy.plan.state import Release
+from bgdeploy.report.markdown import render
 from bgdeploy.untrusted import secrets
 from bgdeploy.untrusted.commands import inert
 from bgdeploy.untrusted.markdown import code_span, escape_block, escape_inline
