@@ -13,14 +13,14 @@ import math
 import re
 from dataclasses import dataclass
 
+from bgdeploy.spec.router_rules import HEALTH_PATH_RE, MAX_READ_TIMEOUT_S
+
 COLOURS = ("blue", "green")
 
 _NAME_RE = re.compile(r"^[a-z0-9-]+$")
 # Host names, IPv4 and bracketed IPv6 addresses, always with a port: nothing that could end a directive.
 _ADDRESS_RE = re.compile(r"^(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$")
 _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
-# The path is interpolated into a location and into a quoted JSON body: no quotes, `$`, `;`, braces or spaces.
-_HEALTH_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/:@+,=-]*$")
 _LOG_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+@=,:-]*$")
 _HEADER_RE = re.compile(
     r"^# managed by bgdeploy for deployment (?P<deployment>[a-z0-9-]+): do not edit; "
@@ -90,11 +90,11 @@ def _validate(cfg: RouterConfig) -> tuple[Backend, ...]:
         raise ValueError(f"deployment name {cfg.name!r} must be lower-case letters, digits and '-'")
     if isinstance(cfg.listen, bool) or not 1 <= cfg.listen <= 65535:
         raise ValueError(f"router listen port {cfg.listen!r} is not between 1 and 65535")
-    if not math.isfinite(cfg.read_timeout_s) or cfg.read_timeout_s <= 0:
-        raise ValueError(f"router read timeout {cfg.read_timeout_s!r} must be a positive number of seconds")
+    if not math.isfinite(cfg.read_timeout_s) or not 0 < cfg.read_timeout_s <= MAX_READ_TIMEOUT_S:
+        raise ValueError(f"router read timeout {cfg.read_timeout_s!r} must be between 0 and a day (in seconds)")
     if not _LOG_PATH_RE.match(cfg.access_log):
         raise ValueError(f"access log {cfg.access_log!r} must be an absolute path of plain characters")
-    if not _HEALTH_PATH_RE.match(cfg.health_path):
+    if not HEALTH_PATH_RE.match(cfg.health_path):
         raise ValueError(f"health path {cfg.health_path!r} must start with '/' and hold only plain URL characters")
     seen: set[str] = set()
     for backend in cfg.backends:
@@ -218,7 +218,8 @@ def render_http_block(cfg: RouterConfig) -> str:
         *_block("location /v1/", _proxy_settings(ident, colour_var, cfg.name, read_timeout, _CONNECT_TIMEOUT)),
         "",
         *_block(
-            f"location = {cfg.health_path}",
+            # nginx matches a location on the path alone; a query string reaches the server unchanged.
+            f"location = {cfg.health_path.partition('?')[0]}",
             _proxy_settings(ident, colour_var, cfg.name, _HEALTH_TIMEOUT, _CONNECT_TIMEOUT),
         ),
         "",

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 from bgdeploy.spec.host_key import parse_public_key
 from bgdeploy.spec.models import COMMAND_PLACEHOLDERS, GENERATED_FLAGS, Spec
+from bgdeploy.spec.router_rules import health_path_findings, read_timeout_findings
 
 Finding = tuple[tuple[str | int, ...], str]
 
@@ -175,6 +176,8 @@ CHECKS: tuple[tuple[tuple[str, ...], Callable[[Spec], Iterator[Finding]]], ...] 
     (("health.interval", "health.ready_timeout"), _health_interval),
     (("validation.prompts", "rollout.smoke"), _prompts),
     (("rollout.strategy", "rollout.steps"), _rollout),
+    (("health.path",), health_path_findings),
+    (("router.read_timeout",), read_timeout_findings),
 )
 
 

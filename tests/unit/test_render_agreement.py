@@ -1,0 +1,279 @@
+"""Validation and rendering agree: whatever `bgdeploy validate` accepts renders (the router's nginx config in
+both modes, the container plan, the deploy plan, the report), and nginx itself accepts the config.
+
+Specs are generated from the published JSON schema's own types (patterns, ranges, enums, nesting), so a key
+added to the schema is covered without touching this file. A spec the generator makes is either refused by
+validation (fine) or must render without an exception; a sample of the rendered configs goes through the
+real `nginx -t`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bgdeploy.errors import SpecError
+from bgdeploy.plan.container import plan_container, spec_release
+from bgdeploy.plan.names import Layout
+from bgdeploy.plan.nginx import Backend, RouterConfig, render_full_conf, render_http_block
+from bgdeploy.plan.result import Result
+from bgdeploy.plan.state import Release
+from bgdeploy.plan.steps import HostView, plan_deploy
+from bgdeploy.report.markdown import headline, render
+from bgdeploy.spec import LoadedSpec, parse_spec_text
+from bgdeploy.spec.schema import spec_schema
+from tests.unit.conftest import HOST_KEY
+
+SCHEMA = spec_schema()
+# Keys whose valid values live outside the file (eval sets on disk) or that only multiply hosts (fleet): left
+# out, so that more examples validate.
+SKIP = {"datasets", "hosts", "fleet"}
+MAX_ITEMS = 2  # short lists keep examples small; the renderers treat each item alike
+
+
+def _resolve(node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return _resolve(
+            {**SCHEMA["$defs"][ref.removeprefix("#/$defs/")], **{k: v for k, v in node.items() if k != "$ref"}}
+        )
+    return node
+
+
+def _string(node: dict[str, Any]) -> st.SearchStrategy[Any]:
+    if "pattern" in node:
+        return st.from_regex(node["pattern"], fullmatch=True).filter(lambda s: len(s) <= 200)
+    return st.text(min_size=node.get("minLength", 0), max_size=max(node.get("minLength", 0), 20))
+
+
+def _number(node: dict[str, Any], integer: bool) -> st.SearchStrategy[Any]:
+    low = node.get("minimum", node.get("exclusiveMinimum"))
+    high = node.get("maximum", node.get("exclusiveMaximum"))
+    if integer:
+        low = None if low is None else int(low) + (1 if "exclusiveMinimum" in node else 0)
+        high = None if high is None else int(high) - (1 if "exclusiveMaximum" in node else 0)
+        return st.integers(min_value=low, max_value=high)
+    return st.floats(
+        min_value=low,
+        max_value=high,
+        exclude_min="exclusiveMinimum" in node,
+        exclude_max="exclusiveMaximum" in node,
+        allow_nan=False,
+        allow_infinity=False,
+    )
+
+
+def from_schema(node: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any]:
+    """Values of the schema node's own types: each alternative, pattern, range and nested object."""
+    node = _resolve(node)
+    if "const" in node:
+        return st.just(node["const"])
+    if "enum" in node:
+        return st.sampled_from(node["enum"])
+    for key in ("anyOf", "oneOf"):
+        if key in node:
+            return st.one_of([from_schema(alt, depth) for alt in node[key]])
+    kinds = node.get("type")
+    if isinstance(kinds, list):
+        return st.one_of([from_schema({**node, "type": kind}, depth) for kind in kinds])
+    if kinds == "string":
+        return _string(node)
+    if kinds in ("integer", "number"):
+        return _number(node, kinds == "integer")
+    if kinds == "boolean":
+        return st.booleans()
+    if kinds == "null":
+        return st.none()
+    if kinds == "array":
+        items = from_schema(node.get("items", {}), depth + 1) if depth < 6 else st.nothing()
+        low = node.get("minItems", 0)
+        return st.lists(items, min_size=low, max_size=max(low, min(node.get("maxItems", MAX_ITEMS), MAX_ITEMS)))
+    if kinds == "object" or "properties" in node:
+        return _object(node, depth)
+    # An unconstrained value (e.g. a JSON Schema inside a prompt): a plain object is enough here.
+    return st.just({})
+
+
+def _object(node: dict[str, Any], depth: int) -> st.SearchStrategy[dict[str, Any]]:
+    props = {k: v for k, v in node.get("properties", {}).items() if k not in SKIP}
+    required = [k for k in node.get("required", []) if k in props]
+    optional = [k for k in props if k not in required]
+    if not props:
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict) and depth < 6:
+            keys = _string(_resolve(node.get("propertyNames", {"type": "string"})) | {"type": "string"})
+            return st.dictionaries(keys, from_schema(extra, depth + 1), max_size=MAX_ITEMS)
+        return st.just({})
+    if depth >= 6:
+        return st.fixed_dictionaries({k: from_schema(props[k], depth + 1) for k in required})
+    return st.fixed_dictionaries(
+        {k: from_schema(props[k], depth + 1) for k in required},
+        optional={k: from_schema(props[k], depth + 1) for k in optional},
+    )
+
+
+@st.composite
+def spec_documents(draw: st.DrawFn) -> dict[str, Any]:
+    doc: dict[str, Any] = draw(from_schema(SCHEMA))
+    # A pinned key cannot be generated from a pattern; give a real one where the target needs it.
+    target = doc.setdefault("target", {})
+    if isinstance(target, dict) and target.get("transport", "ssh") == "ssh":
+        target.pop("known_hosts", None)
+        target["host_key"] = HOST_KEY
+        target.setdefault("host", "gpu-1.example.com")
+    return doc
+
+
+def load(doc: dict[str, Any]) -> LoadedSpec | None:
+    try:
+        return parse_spec_text(yaml.safe_dump(doc, allow_unicode=True), "bluegreen.yaml", environ={})
+    except SpecError:
+        return None
+
+
+def router_configs(loaded: LoadedSpec, log_dir: str) -> list[tuple[str, str]]:
+    """The router config of every situation a deploy renders: first deploy, canary split, full switch, back."""
+    spec = loaded.spec
+    out: list[tuple[str, str]] = []
+    splits = [{"blue": 100}, {"blue": 100, "green": 0}, {"green": 100, "blue": 0}]
+    splits += [{"blue": 100 - s.weight, "green": s.weight} for s in spec.rollout.steps]
+    for weights in splits:
+        backends = tuple(Backend(c, f"127.0.0.1:{18000 + i}", w) for i, (c, w) in enumerate(weights.items()))
+        host = RouterConfig(
+            name=spec.name,
+            listen=spec.router.listen,
+            bind=spec.router.bind,
+            read_timeout_s=spec.router.read_timeout,
+            backends=backends,
+            access_log=f"{log_dir}/access.log",
+            health_path=spec.health.path,
+        )
+        container = RouterConfig(
+            name=spec.name,
+            listen=8080,
+            bind="0.0.0.0",
+            read_timeout_s=spec.router.read_timeout,
+            backends=backends,
+            access_log=f"{log_dir}/access.log",
+            health_path=spec.health.path,
+        )
+        out.append(("host", render_http_block(host)))
+        out.append(("container", render_full_conf(container, runtime_dir=log_dir)))
+    return out
+
+
+def render_everything(loaded: LoadedSpec) -> list[tuple[str, str]]:
+    spec = loaded.spec
+    layout = Layout(spec.name, "/home/deploy")
+    for colour in ("blue", "green"):
+        plan_container(spec, layout, colour, loaded.spec_hash, "2026-01-01T00:00:00Z")
+    live = Release("blue", "old/model", "old:image", "0" * 16, "2026-01-01T00:00:00Z", gpus="0", memory="0.4")
+    views = [
+        HostView(live=None, live_running=False, stale={}, image_present=False, router_running=False),
+        HostView(live=live, live_running=True, stale={"green": "exited"}, image_present=True, router_running=True),
+    ]
+    result = Result(command="deploy", name=spec.name, outcome="failed", failure="a failure", live_before=live)
+    for view in views:
+        plan = plan_deploy(spec, loaded.spec_hash, view)
+        for number, step in enumerate(plan.steps, start=1):
+            step.render(number)
+        result.plan = plan
+    result.target = spec_release(spec, "green", loaded.spec_hash, "2026-01-01T00:00:00Z")
+    render(result)
+    headline(result, markdown=False)
+    return router_configs(loaded, "/var/log/bgdeploy-test")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec_documents())
+def test_every_spec_that_validates_renders(doc: dict[str, Any]) -> None:
+    loaded = load(doc)
+    if loaded is not None:
+        render_everything(loaded)
+
+
+# -- the known cases of issue #9, and nginx's own verdict ---------------------------------------------------
+
+MINIMAL: dict[str, Any] = {
+    "version": 1,
+    "name": "chat",
+    "target": {"host": "gpu-1.example.com", "host_key": HOST_KEY},
+    "model": {"name": "m"},
+    "runtime": {"image": "vllm/vllm-openai:v0.9.2"},
+}
+
+
+def test_a_health_path_with_a_query_validates_and_routes_on_its_path() -> None:
+    loaded = load({**MINIMAL, "health": {"path": "/health?ready=1"}})
+    assert loaded is not None
+    text = dict(router_configs(loaded, "/tmp"))["host"]
+    assert "location = /health {" in text and "?ready=1" not in text.split("location = /health {")[1].split("}")[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ({"router": {"read_timeout": 0}}, "router.read_timeout must be more than 0"),
+        ({"router": {"read_timeout": "48h"}}, "more than a day"),
+        ({"health": {"path": "/he;alth"}}, "cannot be routed"),
+        ({"health": {"path": "/health?x=$host"}}, "cannot be routed"),
+        ({"health": {"path": "/{x}"}}, "cannot be routed"),
+    ],
+)
+def test_what_the_router_cannot_carry_is_refused_with_line_and_fix(extra: dict[str, Any], problem: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec_text(yaml.safe_dump({**MINIMAL, **extra}), "bluegreen.yaml", environ={})
+    rendered = info.value.render()
+    assert problem in rendered and rendered.startswith("bluegreen.yaml:"), rendered
+
+
+def _nginx() -> str | None:
+    found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
+    if found is None and os.environ.get("CI", "").lower() == "true":
+        pytest.fail("nginx is not installed (CI=true: scripts/testbed up installs it)", pytrace=False)
+    return found
+
+
+def nginx_test(nginx: str, kind: str, text: str, work: Path) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` of a rendered config: the container's whole nginx.conf, or the include inside an http block."""
+    conf = work / "nginx.conf"
+    if kind == "container":
+        conf.write_text(text)
+    else:
+        (work / "block.conf").write_text(text)
+        conf.write_text(
+            f"pid {work}/nginx.pid;\nerror_log /dev/stderr notice;\nevents {{}}\n"
+            f"http {{\n  client_body_temp_path {work}/cb;\n  proxy_temp_path {work}/px;\n"
+            f"  fastcgi_temp_path {work}/fc;\n  uwsgi_temp_path {work}/uw;\n  scgi_temp_path {work}/sc;\n"
+            f"  include {work}/block.conf;\n}}\n"
+        )
+    return subprocess.run([nginx, "-t", "-q", "-c", str(conf)], capture_output=True, text=True, timeout=30, check=False)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
+@given(doc=spec_documents())
+def test_nginx_accepts_a_sample_of_rendered_configs(
+    doc: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    nginx = _nginx()
+    if nginx is None:
+        pytest.skip("nginx is not installed here")
+    loaded = load(doc)
+    if loaded is None:
+        return
+    work = tmp_path_factory.mktemp("nginx")
+    for kind, text in router_configs(loaded, str(work)):
+        done = nginx_test(nginx, kind, text, work)
+        assert done.returncode == 0, f"nginx -t refused the {kind} config:\n{done.stderr}\n{text}"
