@@ -12,7 +12,7 @@ from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
 from bgdeploy.plan.result import Result
 from bgdeploy.plan.verdict import PromptResult, Verdict, format_rate, format_seconds
 from bgdeploy.report.live import breach_text
-from bgdeploy.untrusted.markdown import code_span, escape_block, escape_inline
+from bgdeploy.untrusted.markdown import code_line, code_span, escape_block, escape_inline
 
 # The markdown choke point: every untrusted value in a report goes through these two.
 __all__ = ["escape_block", "escape_inline", "headline", "render"]
@@ -163,7 +163,7 @@ def render(result: Result) -> str:
     if plan is not None and plan.blockers:
         lines += ["**Preflight blockers:**", *[f"- {escape_inline(b, 400)}" for b in plan.blockers], ""]
     if plan is not None and result.command == "plan":
-        lines += ["Steps:", "", *[f"    {s.render(i)}" for i, s in enumerate(plan.steps, start=1)], ""]
+        lines += ["Steps:", "", *[f"    {code_line(s.render(i))}" for i, s in enumerate(plan.steps, start=1)], ""]
     if result.validation is not None:
         new = result.target.colour if result.target else "new"
         old = result.previous_colour or "live"

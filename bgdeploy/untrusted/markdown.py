@@ -39,6 +39,12 @@ def _block_line(line: str) -> str:
     return line
 
 
+def code_line(text: str) -> str:
+    """Untrusted text as one line of an indented code block: it stays one line (a newline followed by text
+    would end the block), and it carries no marker or mention."""
+    return _block_line(re.sub(r"[\r\n]+", " ", str(text)))
+
+
 def code_span(text: str, limit: int = 120) -> str:
     """Untrusted text shown as inline code: backticks cannot end the span, and it stays on one line."""
     text = " ".join(str(text).split())
