@@ -119,6 +119,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"change: {change.what}: {change.before} -> {change.after}")
         for line in result.gpu_lines:
             print(f"gpu: {line}")
+        if result.policy is not None:
+            print(f"policy: {result.policy.summary()}")
         for number, step in enumerate(plan.steps, start=1):
             print(step.render(number))
         for blocker in plan.blockers:
@@ -177,6 +179,38 @@ def cmd_ci(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)
     return ci_main()
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    from bgdeploy.policy.check import check_offline
+
+    print(check_offline(args.file, args.policy))
+    return EXIT_OK
+
+
+def cmd_policy_schema(args: argparse.Namespace) -> int:
+    from bgdeploy.policy.schema import policy_schema_text
+
+    sys.stdout.write(policy_schema_text())
+    return EXIT_OK
+
+
+def _policy_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+    policy = commands.add_parser(
+        "policy", help="the host policy: check a spec against a policy file offline, print its schema"
+    )
+    actions = policy.add_subparsers(dest="policy_command", metavar="ACTION", parser_class=_Parser)
+    check = actions.add_parser(
+        "check",
+        help="judge a spec against a policy file on this machine (offline; the host is not contacted)",
+        description="Judge a spec against a host policy file without contacting the host. Exit 0: allowed; "
+        "2: every violation listed, located in the spec.",
+    )
+    check.add_argument("-f", "--file", default=DEFAULT_SPEC, metavar="PATH", help="the spec file")
+    check.add_argument("--policy", required=True, metavar="FILE", help="the policy file (e.g. a copy of the host's)")
+    check.set_defaults(run=cmd_policy_check)
+    schema = actions.add_parser("schema", help="print the JSON schema of the policy file")
+    schema.set_defaults(run=cmd_policy_schema)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         "BGDEPLOY_GITHUB_TOKEN, BGDEPLOY_COMMENT, BGDEPLOY_ENVIRONMENT and GitHub's own variables.",
     )
     ci.set_defaults(run=cmd_ci)
+    _policy_commands(commands)
     return parser
 
 

@@ -21,6 +21,7 @@ from bgdeploy.execute.status import status
 from bgdeploy.plan.names import Layout
 from bgdeploy.plan.result import Result
 from bgdeploy.plan.state import damaged_message, state_problems
+from bgdeploy.policy.host import check_policy, enforce_policy
 from bgdeploy.spec.load import LoadedSpec
 from bgdeploy.transports.connect import open_host
 
@@ -60,10 +61,19 @@ def run_plan(session: Session) -> Result:
     """Observe and plan (read-only); a plan with preflight blockers is a failed outcome."""
     with session.phase("observe"):
         _, plan = make_plan(session)
+    with session.phase("policy"):
+        session.result.policy = check_policy(session.host, session.loaded, session.environ)
+    policy = session.result.policy
+    if not policy.found:
+        session.warn(policy.summary())
     session.result.outcome = "planned"
     if plan.blockers:
         session.result.outcome = "failed"
         session.result.failure = "preflight: " + "; ".join(plan.blockers)
+    if policy.problems:
+        session.result.outcome = "failed"
+        failure = policy.summary() + ": " + "; ".join(f"{p.path}: {p.message}" for p in policy.problems)
+        session.result.failure = "; ".join(filter(None, [session.result.failure, failure]))
     return session.result
 
 
@@ -76,6 +86,9 @@ def _locked(
 ) -> Result:
     result = session.result
     start = time.monotonic()
+    # The host policy first: a spec that breaks it changes nothing, not even the lock.
+    with session.phase("policy"):
+        result.policy = enforce_policy(session.host, session.loaded, session.environ, session.warn)
     if unlock:
         holder = force_unlock(session.host, session.layout.lock_file)
         if holder:

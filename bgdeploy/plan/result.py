@@ -10,6 +10,7 @@ from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
 from bgdeploy.plan.state import Release
 from bgdeploy.plan.steps import DeployPlan
 from bgdeploy.plan.verdict import Verdict
+from bgdeploy.policy.evaluate import PolicyVerdict
 
 Outcome = Literal[
     "deployed", "unchanged", "failed", "rolled-back", "planned", "previewed", "paused", "aborted", "invalid"
@@ -57,6 +58,7 @@ class Result:
     failed_logs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     gpu_lines: list[str] = field(default_factory=list)
+    policy: PolicyVerdict | None = None  # the host policy's verdict on the spec (plan, and every change)
     started_at: str = ""
     duration_s: float = 0.0
     figures: dict[str, float] = field(default_factory=dict)

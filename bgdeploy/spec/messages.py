@@ -10,13 +10,19 @@ from jsonschema.exceptions import ValidationError
 from bgdeploy.errors import Problem
 from bgdeploy.spec.checks import did_you_mean
 from bgdeploy.spec.durations import DURATION_HINT, DURATION_PATTERN
+from bgdeploy.spec.images import IMAGE_HINT, IMAGE_PATTERN
 from bgdeploy.spec.models import (
     ENV_NAME_PATTERN,
-    IMAGE_PATTERN,
+    ENVIRONMENT_PATTERN,
+    HOST_PATTERN,
+    MODEL_NAME_PATTERN,
     NAME_PATTERN,
     PROMPT_NAME_PATTERN,
+    REVISION_PATTERN,
+    SERVED_NAME_PATTERN,
     SIZE_PATTERN,
     URL_PATH_PATTERN,
+    USER_PATTERN,
     VOLUME_PATTERN,
 )
 from bgdeploy.spec.yaml_source import Located, Path, dotted, is_boolean_word
@@ -29,7 +35,21 @@ PATTERN_HINTS = {
     ),
     PROMPT_NAME_PATTERN: "must be letters, digits, '_', '.', '-' (at most 64), starting with a letter or digit",
     ENV_NAME_PATTERN: "must be an environment variable name: letters, digits and '_', not starting with a digit",
-    IMAGE_PATTERN: "must be an image reference without spaces, e.g. vllm/vllm-openai:v0.9.2",
+    IMAGE_PATTERN: IMAGE_HINT,
+    MODEL_NAME_PATTERN: (
+        "must be a model id or path (letters, digits and _ . / : + -, at most 255, not starting with '-', "
+        "':' or '+'), e.g. meta-llama/Llama-3.1-8B-Instruct or /models/llama"
+    ),
+    SERVED_NAME_PATTERN: (
+        "must be letters, digits and _ . / : + - (at most 128), starting with a letter, digit, '_' or '.', "
+        "e.g. chat"
+    ),
+    REVISION_PATTERN: "must be a branch, tag or commit: letters, digits and _ . / + - (at most 128), e.g. main",
+    HOST_PATTERN: "must be a host name or an IP address, e.g. gpu1.example.com or 10.0.0.5",
+    USER_PATTERN: "must be a user name: letters, digits, '_', '.', '-' (at most 32), not starting with a digit",
+    ENVIRONMENT_PATTERN: (
+        "must be a GitHub environment name: letters, digits, spaces and _ . / - (at most 255), e.g. production"
+    ),
     VOLUME_PATTERN: "must be HOST_PATH:CONTAINER_PATH or HOST_PATH:CONTAINER_PATH:ro",
     SIZE_PATTERN: "must be a size such as 16g, 512m or a number of bytes",
     URL_PATH_PATTERN: "must be a URL path starting with '/', e.g. /health",

