@@ -46,9 +46,9 @@ def gpu_blockers(session: Session, colour: Colour) -> list[str]:
 
 def start(session: Session, colour: Colour, spec_hash: str, deployed_at: str) -> ContainerInfo:
     spec = session.loaded.spec
-    plan = plan_container(spec, session.layout, colour, spec_hash, deployed_at)
+    plan = plan_container(spec, session.layout, colour, spec_hash, deployed_at, session.router.host_port(colour))
     secrets = secret_values(spec, session.environ)
-    network = session.layout.network if spec.router.mode == "container" else None
+    network = session.router.colour_network()
     if network:
         session.engine.ensure_network(network)
     session.out.say(f"start: {plan.name} ({plan.image}) {' '.join(plan.command)}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from bgdeploy.analysis.source import Cursor
 from bgdeploy.errors import BgdeployError, DeployFailed, InternalError
-from bgdeploy.execute import canary, colours
+from bgdeploy.execute import canary, colours, failpoints
 from bgdeploy.execute.checks import ask_all, describe, watch
 from bgdeploy.execute.clock import utc_now
 from bgdeploy.execute.observe import Observed, observe
@@ -20,9 +20,10 @@ from bgdeploy.execute.state_file import read_state, record_state
 from bgdeploy.plan.container import spec_release
 from bgdeploy.plan.names import COLOURS, Colour, other
 from bgdeploy.plan.state import HostState
-from bgdeploy.plan.steps import DeployPlan, HostView, plan_deploy, port_in_use
+from bgdeploy.plan.steps import DeployPlan, HostView, plan_deploy
 from bgdeploy.plan.verdict import Verdict
 from bgdeploy.report.live import breaches_text
+from bgdeploy.routers.reconcile import reconcile
 from bgdeploy.spec.models import Thresholds
 
 
@@ -33,7 +34,7 @@ def host_view(session: Session, observed: Observed) -> HostView:
         for colour, info in observed.containers.items()
         if info is not None and (live is None or colour != live.colour)
     }
-    router_running = observed.router_container is not None and observed.router_container.running
+    router_running = session.router.running()
     new = other(live.colour) if live is not None else "blue"
     return HostView(
         kept=_kept_for_rollback(observed, new),
@@ -88,28 +89,10 @@ def make_plan(session: Session, *, force: bool = False) -> tuple[Observed, Deplo
         # right before the start, after that container is gone.
         blockers = colours.gpu_blockers(session, plan.new_colour)
     if not plan.unchanged:
-        blockers += _router_port_blockers(session, observed)
+        blockers += session.router.preflight()
     session.result.plan = replace(plan, blockers=tuple(blockers))
     session.result.live_before = observed.live
     return observed, session.result.plan
-
-
-def _router_port_blockers(session: Session, observed: Observed) -> list[str]:
-    """Before the router container is created, its port must be free on the host."""
-    spec = session.loaded.spec
-    if spec.router.mode != "container" or observed.router_container is not None:
-        return []
-    done = session.host.run(["ss", "-Hltn"], timeout=15)
-    if not done.ok:
-        session.warn("could not check that the router's port is free (`ss` is missing on the host)")
-        return []
-    holder = port_in_use(done.stdout, spec.router.bind, spec.router.listen)
-    if holder is None:
-        return []
-    return [
-        f"router.listen {spec.router.bind}:{spec.router.listen} is already in use on the host ({holder} is "
-        "listening); choose another router.listen, or stop what listens there"
-    ]
 
 
 @dataclass
@@ -121,6 +104,7 @@ class Cycle:
     old: Colour | None
     switched: bool = False
     started: bool = False
+    retired: bool = False  # retire ran: the old colour may be stopped or gone, never route back to it
     deployed_at: str = field(default_factory=utc_now)
     host_ports: dict[Colour, int | None] = field(default_factory=dict)
     aside: bool = False  # the previous release of the new colour is set aside (restored on failure)
@@ -135,6 +119,7 @@ class Cycle:
             started = started or step.kind == first
             if not started:
                 continue
+            failpoints.hit(f"before:{step.kind}", self.session.host)  # the fault matrix's step boundaries
             if step.skip:
                 self.session.out.say(f"{step.kind}: skipped ({step.skip})")
             else:
@@ -239,6 +224,7 @@ class Cycle:
 
     def step_retire(self) -> None:
         assert self.old is not None
+        self.retired = True
         colours.retire(self.session, self.old)
 
     def step_record(self) -> None:
@@ -248,7 +234,21 @@ class Cycle:
         state = self.observed.state
         if self.observed.live is not None and (state.live is None or state.live.colour != self.observed.live.colour):
             state = state.with_live(self.observed.live, state.since)
-        record_state(session, state.with_live(release, utc_now()))
+        # The new release serves and passed its bake: a state file that cannot be written never reverts it.
+        # Retry, then warn; the next run records what the router serves (converge).
+        for attempt in range(1, 4):
+            try:
+                failpoints.hit("state:write", session.host)
+                record_state(session, state.with_live(release, utc_now()))
+                break
+            except BgdeployError as exc:
+                if attempt == 3 or not session.host.connected:
+                    session.warn(
+                        f"{self.new} serves, but state.json could not be written ({exc}); the next bgdeploy run "
+                        "records it from what the router serves"
+                    )
+                    break
+                session.clock.sleep(0.5 * attempt)
         if self.aside:
             session.engine.remove(session.layout.set_aside(self.new))
 
@@ -266,8 +266,14 @@ class Cycle:
     def undo(self) -> None:
         """Route back to the old colour (when we had switched) and remove the new one. Best effort, loud."""
         session = self.session
+        if self.switched and self.retired:
+            # Past retire the old colour may be stopped or removed: routing back could route to a dead colour,
+            # and the new one passed its bake. It keeps serving; the next run converges the bookkeeping.
+            session.warn(f"{self.new} passed its bake and {self.old} is already retired: {self.new} keeps serving")
+            return
         if self.switched:
-            if self.old is not None and self.observed.running(self.old):
+            old_now = session.engine.inspect(session.layout.container(self.old)) if self.old else None
+            if self.old is not None and old_now is not None and old_now.running:
                 session.out.say(f"rollback: sending all traffic back to {self.old}")
                 apply_weights(session, {self.old: 100}, self.host_ports, confirm=self.old)
             else:
@@ -299,6 +305,7 @@ def deploy(session: Session, *, force: bool = False, preview: bool = False) -> N
     result = session.result
     with session.phase("observe"):
         recover_set_aside(session, read_state(session))
+        reconcile(session, read_state(session))  # what nginx serves must keep the guarantee before anything else
         observed, plan = make_plan(session, force=force)
     if observed.state.canary is not None:
         c = observed.state.canary

@@ -34,9 +34,7 @@ class Observed:
 
 
 def router_config_path(session: Session) -> str:
-    if session.loaded.spec.router.mode == "host":
-        return session.loaded.spec.router.config_path or session.layout.host_include()
-    return f"{session.layout.router_dir}/nginx.conf"
+    return session.router.config_path
 
 
 def _weights(header: dict[str, str] | None) -> dict[Colour, int] | None:
@@ -70,9 +68,7 @@ def observe(session: Session) -> Observed:
     engine = session.engine
     port = session.loaded.spec.runtime.port
     containers: dict[Colour, ContainerInfo | None] = {c: engine.inspect(layout.container(c), port) for c in COLOURS}
-    router_container = (
-        engine.inspect(layout.router_container) if session.loaded.spec.router.mode == "container" else None
-    )
+    router_container = engine.inspect(layout.router_container)  # None where the router is not a container
     raw = session.host.read_file(router_config_path(session))
     weights = _weights(parse_managed_header(raw.decode(errors="replace"))) if raw else None
     if raw and weights is None:

@@ -13,10 +13,12 @@ from bgdeploy.execute.observe import observe, release_of
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.state import CanaryState
 from bgdeploy.plan.steps import HostView, plan_deploy
+from bgdeploy.routers.reconcile import reconcile
 
 
 def _resume(session: Session, *, need_new: bool) -> tuple[Cycle, CanaryState]:
     """The canary in progress, rebuilt from the host's state as a cycle that can go on or be undone."""
+    reconcile(session, observe(session).state)  # a router pointing at a dead or stale colour is repaired first
     observed = observe(session)
     canary = observed.state.canary
     if canary is None:

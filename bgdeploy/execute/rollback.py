@@ -12,12 +12,14 @@ from bgdeploy.execute.router import apply_weights
 from bgdeploy.execute.session import Session
 from bgdeploy.execute.state_file import read_state, record_state
 from bgdeploy.plan.names import Colour, other
+from bgdeploy.routers.reconcile import reconcile
 
 
 def rollback(session: Session) -> None:
     result = session.result
     with session.phase("observe"):
         recover_set_aside(session, read_state(session))
+        reconcile(session, read_state(session))  # a router pointing at a dead or stale colour is repaired first
         observed = observe(session)
     for warning in observed.warnings:
         session.warn(warning)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bgdeploy.analysis.source import TrafficSource
 from bgdeploy.analysis.sources import traffic_source
@@ -20,6 +20,9 @@ from bgdeploy.plan.state import Release
 from bgdeploy.spec.load import LoadedSpec
 from bgdeploy.transports.base import Host
 from bgdeploy.transports.docker_engine import DockerEngine
+
+if TYPE_CHECKING:
+    from bgdeploy.routers import Router
 from bgdeploy.untrusted import secrets as secret_registry
 from bgdeploy.untrusted.commands import inert
 from bgdeploy.untrusted.secrets import MaskingStream
@@ -75,6 +78,7 @@ class Session:
     # The GPUs the preflight read (nvidia-smi), for the record a GitHub deployment keeps.
     gpus_seen: list[Gpu] = field(default_factory=list)
     _engine: DockerEngine | None = None
+    _router: Router | None = None
     _traffic: TrafficSource | None = None
 
     @property
@@ -93,6 +97,15 @@ class Session:
         if self._traffic is None:
             self._traffic = traffic_source(self.loaded.spec, self.host, self.layout)
         return self._traffic
+
+    @property
+    def router(self) -> Router:
+        """The router of this deployment's kind (chosen once, from router.mode)."""
+        if self._router is None:
+            from bgdeploy.routers import router_for  # routers import this module
+
+            self._router = router_for(self)
+        return self._router
 
     def warn(self, message: str) -> None:
         self.result.warnings.append(message)

@@ -10,6 +10,7 @@ from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import COLOURS
 from bgdeploy.plan.state import damaged_message, parse_history, state_problems
 from bgdeploy.report.live import figures
+from bgdeploy.routers.reconcile import judge as judge_router
 from bgdeploy.transports.http import ServerClient
 
 
@@ -58,7 +59,9 @@ def status(session: Session) -> dict[str, Any]:
         "since": observed.state.since,
         "previous": None if observed.state.previous is None else observed.state.previous.__dict__,
         "router": {
-            "mode": spec.router.mode,
+            "mode": session.router.kind,
+            # What nginx serves, judged against the guarantee (plan/routing.py); non-empty: `status` exits 1.
+            "problems": list(judge_router(session, observed.state).problems),
             "weights": observed.router_weights or {},
             "container": None if observed.router_container is None else observed.router_container.status,
         },
@@ -106,6 +109,8 @@ def render_status(data: dict[str, Any]) -> str:
         )
     weights = ", ".join(f"{c} {w}%" for c, w in data["router"]["weights"].items()) or "no config"
     lines.append(f"router ({data['router']['mode']}): {weights}")
+    for problem in data["router"].get("problems", []):
+        lines.append(f"ROUTER PROBLEM: {problem} (the next deploy, rollback, promote or abort repairs it first)")
     canary = data.get("canary")
     if canary:
         state = f"paused: {canary['paused']}" if canary["paused"] else "running"

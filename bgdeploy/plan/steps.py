@@ -144,7 +144,7 @@ def plan_deploy(spec: Spec, spec_hash: str, view: HostView, *, force: bool = Fal
         Step(
             "router",
             f"start the router on {spec.router.bind}:{spec.router.listen}",
-            "the router is running" if view.router_running or spec.router.mode == "host" else None,
+            "the router is running" if view.router_running else None,
         ),
         Step("switch", _switch_summary(spec, new)),
         Step(
@@ -182,12 +182,6 @@ def _stale_step(new: Colour, stale: str | None, kept: bool) -> Step:
             f"set the previous {new} release aside ({stale}): restored if this deploy fails, removed when it succeeds",
         )
     return Step("remove-stale", f"remove the leftover {new} container ({stale})")
-
-
-def _router_skip(spec: Spec, view: HostView) -> str | None:
-    if spec.router.mode == "host":
-        return "router.mode is host: the host's own nginx routes"
-    return "the router is running" if view.router_running else None
 
 
 def _switch_summary(spec: Spec, new: Colour) -> str:

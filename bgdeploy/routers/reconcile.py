@@ -1,0 +1,113 @@
+"""Reconcile first: observe what nginx really serves, judge it against the containers and state.json
+(`plan.routing.judge_router`), and repair a router that points at a dead, wrong or stale colour before a
+command does anything else. `status` calls it without repairing, to report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bgdeploy.errors import BgdeployError, TransportError
+from bgdeploy.execute.observe import _weights
+from bgdeploy.execute.router import apply_weights, colour_infos
+from bgdeploy.execute.session import Session
+from bgdeploy.plan.names import COLOURS, Colour
+from bgdeploy.plan.nginx import managed_config_id, parse_managed_header
+from bgdeploy.plan.routing import (
+    ColourFacts,
+    ProbeTally,
+    RouterFacts,
+    RouterJudgement,
+    judge_router,
+    upstream_addresses,
+)
+from bgdeploy.plan.state import HostState
+from bgdeploy.transports.docker_engine import ContainerInfo
+from bgdeploy.transports.http import ServerClient
+
+PROBES = 4  # a split config answers with either colour; all answers must name the same config
+
+
+def _probe_router(session: Session) -> ProbeTally:
+    tally = ProbeTally()
+    try:
+        port = session.router.probe_port()
+        with ServerClient(f"http://127.0.0.1:{port}", timeout=5) as client:
+            for _ in range(PROBES):
+                probe = client.probe(session.loaded.spec.health.path, timeout=5)
+                if probe.state == "loading":  # refused or reset: nothing listens
+                    continue
+                tally.add(probe.headers)
+    except TransportError:
+        pass
+    return tally
+
+
+def _colour_facts(session: Session, infos: Mapping[Colour, ContainerInfo | None]) -> dict[Colour, ColourFacts]:
+    facts: dict[Colour, ColourFacts] = {}
+    spec = session.loaded.spec
+    for colour in COLOURS:
+        info = infos.get(colour)
+        if info is None or not info.running:
+            facts[colour] = ColourFacts(running=False, healthy=False, address=None)
+            continue
+        healthy = False
+        if info.host_port is not None:
+            try:
+                with ServerClient(f"http://127.0.0.1:{session.host.reach(info.host_port)}", timeout=5) as client:
+                    healthy = client.probe(spec.health.path, timeout=spec.health.timeout).state == "ready"
+            except TransportError:
+                healthy = False
+        facts[colour] = ColourFacts(running=True, healthy=healthy, address=session.router.address(colour, info))
+    return facts
+
+
+def judge(session: Session, state: HostState) -> RouterJudgement:
+    """Judge the router as it is now (read-only)."""
+    router = session.router
+    infos = colour_infos(session)
+    raw = session.host.read_file(router.config_path)
+    text = raw.decode(errors="replace") if raw else ""
+    header = parse_managed_header(text) if text else None
+    tally = _probe_router(session)
+    facts = RouterFacts(
+        file_weights=_weights(header),
+        file_id=managed_config_id(text) if header else None,
+        file_addresses=upstream_addresses(text),
+        answered=tally.answered > 0,
+        loaded_id=tally.loaded_id(),
+        deployment=tally.deployment(session.loaded.spec.name),
+    )
+
+    def render_id(weights: Mapping[Colour, int]) -> str | None:
+        try:
+            return managed_config_id(router.render(weights, infos))
+        except BgdeployError:
+            return None
+
+    return judge_router(
+        session.loaded.spec.name,
+        facts,
+        _colour_facts(session, infos),
+        live=state.live.colour if state.live else None,
+        previous=state.previous.colour if state.previous else None,
+        render_id=render_id if router.running() else None,
+    )
+
+
+def reconcile(session: Session, state: HostState, *, repair: bool = True) -> RouterJudgement:
+    """Judge the router and, when it breaks the guarantee and `repair`, route to what runs healthy now."""
+    judgement = judge(session, state)
+    if judgement.ok:
+        return judgement
+    for problem in judgement.problems:
+        session.warn(f"router: {problem}")
+    if judgement.stranded:
+        session.warn("router: no colour runs healthy, so there is nothing to route to; deploy or roll back")
+    if repair and judgement.repair is not None:
+        target = judgement.repair
+        only = next(iter(target)) if len(target) == 1 else None
+        shares = ", ".join(f"{c} {w}%" for c, w in target.items())
+        session.out.say(f"reconcile: repairing the router first: {shares}")
+        with session.phase("reconcile"):
+            apply_weights(session, target, confirm=only)
+    return judgement
