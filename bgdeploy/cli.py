@@ -174,6 +174,79 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_remove(args: argparse.Namespace) -> int:
+    from bgdeploy.errors import UsageError
+    from bgdeploy.lifecycle.remove import Removal, run_remove
+
+    if not args.yes and not sys.stdin.isatty():
+        raise UsageError(
+            "remove asks before it removes anything, and there is no terminal to ask on: run it with --yes "
+            "(`bgdeploy list` shows what is deployed first); nothing was removed"
+        )
+
+    def confirm(removal: Removal) -> bool:
+        if args.yes:
+            return True
+        print(f"bgdeploy remove {removal.name} will remove:", file=sys.stderr)
+        for line in removal.lines():
+            print(f"  - {line}", file=sys.stderr)
+        print("Remove them? [y/N] ", end="", file=sys.stderr, flush=True)
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+    return _on_host(
+        args,
+        "remove",
+        lambda s: run_remove(
+            s,
+            keep_state=args.keep_state,
+            confirm=confirm,
+            lock_wait=args.lock_wait,
+            unlock=args.force_unlock,
+            name=args.name,
+        ),
+    )
+
+
+def _deployment_name(text: str) -> str:
+    import re
+
+    from bgdeploy.spec.models import NAME_PATTERN
+
+    if not re.fullmatch(NAME_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a deployment name ({NAME_PATTERN})")
+    return text
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bgdeploy.lifecycle.inventory import render, to_json
+    from bgdeploy.lifecycle.listing import gather, open_address
+    from bgdeploy.spec.address import parse_address
+    from bgdeploy.transports.connect import open_host
+    from bgdeploy.transports.docker_engine import DockerEngine
+
+    if args.host:
+        host = open_address(parse_address(args.host), host_key=args.host_key, known_hosts=args.known_hosts)
+    else:
+        from bgdeploy.spec import load_spec
+
+        loaded = load_spec(args.file)
+        host = open_host(loaded.spec.target, Path(loaded.path).resolve().parent)
+    try:
+        rows = gather(host, DockerEngine(host.docker()))
+        description = host.description
+    finally:
+        host.close()
+    if args.json is None:
+        print(render(rows, description))
+    else:
+        text = json.dumps({"host": description, "deployments": to_json(rows)}, indent=2, sort_keys=True) + "\n"
+        if args.json == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.json).write_text(text)
+    return EXIT_OK
+
+
 def cmd_ci(args: argparse.Namespace) -> int:
     from bgdeploy.github.action import main as ci_main
 
@@ -274,6 +347,34 @@ def build_parser() -> argparse.ArgumentParser:
     outputs(abort)
     status = command("status", "show the live colour, each colour's health and the last deploys", cmd_status)
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    remove = command(
+        "remove",
+        "take the deployment off the host: router, both colours, network, logs and state (asks first)",
+        cmd_remove,
+    )
+    remove.add_argument("--yes", "-y", action="store_true", help="do not ask (needed without a terminal)")
+    remove.add_argument(
+        "--keep-state", action="store_true", help="keep the state directory and its history on the host"
+    )
+    remove.add_argument(
+        "--name",
+        metavar="NAME",
+        type=_deployment_name,
+        help="remove the deployment NAME on the spec's host instead (a leftover that `bgdeploy list` flagged)",
+    )
+    locking(remove)
+    outputs(remove)
+    listing = command(
+        "list", "every bgdeploy deployment on a host (from -f SPEC's target, or --host), leftovers flagged", cmd_list
+    )
+    listing.add_argument("--host", metavar="[USER@]HOST[:PORT]", help="the host to list, instead of the spec's target")
+    listing.add_argument("--host-key", metavar="KEY", help="with --host: its pinned key, 'ssh-ed25519 AAAA...'")
+    listing.add_argument(
+        "--known-hosts", metavar="FILE", help="with --host: a known_hosts file (default: ~/.ssh/known_hosts)"
+    )
+    listing.add_argument(
+        "--json", nargs="?", const="-", metavar="FILE", help="print JSON (to FILE when given) instead of a table"
+    )
     ci = commands.add_parser(
         "ci",
         help="the GitHub Action's work (settings from BGDEPLOY_* and GITHUB_* environment variables)",

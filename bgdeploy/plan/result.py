@@ -13,7 +13,7 @@ from bgdeploy.plan.verdict import Verdict
 from bgdeploy.policy.evaluate import PolicyVerdict
 
 Outcome = Literal[
-    "deployed", "unchanged", "failed", "rolled-back", "planned", "previewed", "paused", "aborted", "invalid"
+    "deployed", "unchanged", "failed", "rolled-back", "planned", "previewed", "paused", "aborted", "invalid", "removed"
 ]
 
 

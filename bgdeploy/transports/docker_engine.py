@@ -103,9 +103,65 @@ class DockerEngine:
             raise TransportError(f"pulled {image}, but the image on the host does not carry the digest {ref.digest}")
 
     def ensure_network(self, name: str) -> None:
-        with _docker_errors(f"creating network {name}"):
-            if not self.client.networks.list(names=[name]):
-                self.client.networks.create(name, driver="bridge", labels={f"{LABEL_PREFIX}managed": "true"})
+        try:
+            with _docker_errors(f"creating network {name}"):
+                if not self.client.networks.list(names=[name]):
+                    self.client.networks.create(name, driver="bridge", labels={f"{LABEL_PREFIX}managed": "true"})
+        except TransportError as exc:
+            if "address pool" in str(exc) or "non-overlapping" in str(exc):
+                # Every deployment keeps a bridge network; Docker's default pools hold about 30 of them.
+                raise TransportError(
+                    f"creating network {name} failed: Docker has no free address pool left for another network "
+                    "(each bgdeploy deployment keeps one bridge network, and Docker's default pools hold about 30). "
+                    "Remove deployments you no longer use (`bgdeploy list` shows them, `bgdeploy remove` takes one "
+                    "down), or widen `default-address-pools` in the host's /etc/docker/daemon.json and restart "
+                    f"dockerd. Docker said: {exc}"
+                ) from exc
+            raise
+
+    def managed_containers(self) -> list[ContainerInfo]:
+        """Every container bgdeploy labelled, on this host, running or not."""
+        # One listing call, no inspect per container: a container removed meanwhile is simply not listed.
+        with _docker_errors("listing containers"):
+            found: list[dict[str, Any]] = self.client.api.containers(all=True, filters={"label": f"{LABEL_PREFIX}name"})
+        out = []
+        for item in found:
+            ports = [p.get("PublicPort") for p in item.get("Ports") or [] if p.get("PublicPort")]
+            names = [str(n).lstrip("/") for n in item.get("Names") or []]
+            out.append(
+                ContainerInfo(
+                    name=names[0] if names else str(item.get("Id", ""))[:12],
+                    id=str(item.get("Id", "")),
+                    status=str(item.get("State", "unknown")),
+                    exit_code=0,
+                    restart_count=0,
+                    labels=dict(item.get("Labels") or {}),
+                    host_port=int(ports[0]) if ports else None,
+                    oom_killed=False,
+                )
+            )
+        return out
+
+    def networks(self, prefix: str) -> list[str]:
+        """The names of the networks that start with `prefix`."""
+        with _docker_errors("listing networks"):
+            found: list[dict[str, Any]] = self.client.api.networks(names=[prefix])  # a substring filter
+        return sorted(str(n.get("Name", "")) for n in found if str(n.get("Name", "")).startswith(prefix))
+
+    def remove_network(self, name: str) -> bool:
+        """Remove a network; False when there was none."""
+        with _docker_errors(f"removing network {name} (a container outside bgdeploy may still use it)"):
+            found = [n for n in self.client.networks.list(names=[name]) if n.name == name]
+            for network in found:
+                with contextlib.suppress(NotFound):
+                    network.remove()
+        return bool(found)
+
+    def no_restart(self, name: str) -> None:
+        """Turn off the restart policy, so a container that exits by itself stays down."""
+        with _docker_errors(f"updating container {name}"), contextlib.suppress(NotFound):
+            policy: Any = {"Name": "no"}  # the stubs know only "always" and "on-failure"; the API takes "no"
+            self.client.containers.get(name).update(restart_policy=policy)
 
     def run(self, plan: ContainerPlan, secrets: Mapping[str, str], network: str | None) -> ContainerInfo:
         """Create and start the container (the secret values go to the engine only, never to a log)."""
