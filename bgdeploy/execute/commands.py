@@ -12,7 +12,7 @@ from typing import Any
 from bgdeploy.errors import BgdeployError, DeployFailed
 from bgdeploy.execute.clock import Clock, SystemClock, utc_now
 from bgdeploy.execute.deploy import deploy, make_plan
-from bgdeploy.execute.lock import HostLock, default_owner, force_unlock
+from bgdeploy.execute.lock import GuardedClock, HostLock, default_owner, force_unlock
 from bgdeploy.execute.resume import abort, promote
 from bgdeploy.execute.rollback import rollback
 from bgdeploy.execute.session import Output, Session
@@ -98,6 +98,8 @@ def _locked(
         lock.acquire(lock_wait)
     for warning in lock.warnings:
         session.warn(warning)
+    lock.warnings.clear()
+    session.clock = GuardedClock(session.clock, lock)
     try:
         problems = state_problems(session.host.read_file(session.layout.state_file))
         if problems:

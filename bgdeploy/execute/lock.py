@@ -23,10 +23,18 @@ from bgdeploy.transports.base import Host
 HEARTBEAT_EVERY = 5.0
 STALE_AFTER = 300.0  # by the timestamp: allows minutes of clock difference between two runners
 QUIET_AFTER = 45.0  # by observation: nine missed heartbeats, measured on our own clock
+# A failed heartbeat is retried every RETRY_EVERY; after KEEP_FOR without one written the lock counts as lost,
+# well before a waiting deploy could take it over (QUIET_AFTER), so the deploy stops instead of running unlocked.
+RETRY_EVERY = 1.0
+KEEP_FOR = 20.0
 
 
 class LockHeld(DeployFailed):
     """Another deploy of the same name holds the lock."""
+
+
+class LockLost(DeployFailed):
+    """The lock could not be kept (its heartbeat failed too long, or another process removed it)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,10 @@ class HostLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.warnings: list[str] = []
+        self.lost: str | None = None  # why the lock is no longer ours (set by the heartbeat thread)
+        self._lost_raised = False
+        self._last_beat = time.monotonic()
+        self._failures = 0
 
     def _info(self) -> LockInfo:
         return LockInfo(self._owner, self._started, time.time(), self._token)
@@ -93,6 +105,7 @@ class HostLock:
                     "it (--lock-wait SECONDS), or if it is gone for sure, run with --force-unlock"
                 )
             self._clock.sleep(min(2.0, max(0.1, deadline - self._clock.now())))
+        self._last_beat = time.monotonic()
         self._thread = threading.Thread(target=self._beat, name="bgdeploy-lock-heartbeat", daemon=True)
         self._thread.start()
 
@@ -118,14 +131,43 @@ class HostLock:
         return True
 
     def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_EVERY):
-            try:
-                current = LockInfo.parse(self._host.read_file(self._path))
-                if current is None or current.token != self._token:
-                    return  # force-unlocked or taken over: stop claiming it
-                self._host.write_file(self._path, self._info().to_json())
-            except BgdeployError:
-                return  # the connection is gone; the lock will go stale and be taken over
+        wait = HEARTBEAT_EVERY
+        while not self._stop.wait(wait) and self.lost is None:
+            wait = self.beat_once(time.monotonic())
+
+    def beat_once(self, now: float) -> float:
+        """Refresh the heartbeat once; return the seconds until the next try. A failed write is retried soon;
+        a lock that cannot be kept (KEEP_FOR without a heartbeat, or no longer ours) sets `lost`."""
+        try:
+            current = LockInfo.parse(self._host.read_file(self._path))
+            if current is None or current.token != self._token:
+                who = "removed (--force-unlock?)" if current is None else f"taken over by {current.owner}"
+                self.lost = f"the lock file was {who}"
+                return HEARTBEAT_EVERY
+            self._host.write_file(self._path, self._info().to_json())
+        except BgdeployError as exc:
+            self._failures += 1
+            quiet = now - self._last_beat
+            if quiet + RETRY_EVERY >= KEEP_FOR:
+                self.lost = f"its heartbeat could not be written for {quiet:.0f}s ({self._failures} tries; {exc})"
+            return RETRY_EVERY
+        if self._failures:
+            self.warnings.append(
+                f"the lock's heartbeat failed {self._failures} time(s) in a row and was retried until it was written"
+            )
+        self._failures = 0
+        self._last_beat = now
+        return HEARTBEAT_EVERY
+
+    def check(self) -> None:
+        """Raise LockLost (a failed deploy: it rolls back) the first time the lock is found lost; afterwards
+        pass, so that the rollback itself can run."""
+        if self.lost is not None and not self._lost_raised:
+            self._lost_raised = True
+            raise LockLost(
+                f"the deploy lock could not be kept: {self.lost}; stopping and rolling back rather than going on "
+                "unlocked (another deploy could take the lock over)"
+            )
 
     def release(self) -> None:
         self._stop.set()
@@ -138,6 +180,22 @@ class HostLock:
         except BgdeployError as exc:
             # The connection is gone: the lock stays behind, stops beating, and the next run takes it over.
             self.warnings.append(f"could not release the lock ({exc}); the next run takes it over once it is stale")
+
+
+class GuardedClock:
+    """The session's clock, checking the lock before each wait: every wait loop of a deploy (loading,
+    validation, bake, canary, drain) notices a lost lock within one interval and the deploy rolls back."""
+
+    def __init__(self, clock: Clock, lock: HostLock) -> None:
+        self._clock = clock
+        self._lock = lock
+
+    def now(self) -> float:
+        return self._clock.now()
+
+    def sleep(self, seconds: float) -> None:
+        self._lock.check()
+        self._clock.sleep(seconds)
 
 
 def force_unlock(host: Host, path: str) -> str | None:

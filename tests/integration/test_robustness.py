@@ -4,6 +4,7 @@ the deploy stops, drain without metrics, bounded logs, a damaged state.json, set
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,46 @@ def test_a_damaged_state_file_is_a_clear_error_and_status_still_works(dep: Deplo
     state.rename(state.with_suffix(".json.damaged"))  # the repair the message names
     ok(dep.run("deploy"))
     assert dep.serving_model() == "acme/chat-v2"
+
+
+def _start_slow_deploy(dep: Deployment, load_seconds: int) -> Any:
+    """Deploy v1, then start a v2 that loads slowly; returns the running deploy once green is loading."""
+    dep.write("acme/chat-v1")
+    ok(dep.run("deploy"))
+    dep.write("acme/chat-v2", env={"FAKEVLLM_LOAD_SECONDS": str(load_seconds)})
+    proc = dep.start("deploy")
+    dep.wait_for(lambda: dep.container_status("green") == "running", 60, "green to start loading")
+    return proc
+
+
+def test_a_heartbeat_outage_is_retried_and_the_deploy_goes_on(dep: Deployment) -> None:
+    proc = _start_slow_deploy(dep, load_seconds=20)
+    state_dir = dep.state_dir()
+    try:
+        state_dir.chmod(0o555)  # the lock's directory refuses writes: the heartbeat fails
+        # The outage spans at least two heartbeats (every 5 s) and stays well below KEEP_FOR (20 s).
+        deadline = time.monotonic() + 11
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        state_dir.chmod(0o755)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "the lock's heartbeat failed" in out and "was retried" in out, out
+    assert dep.serving_model() == "acme/chat-v2"
+
+
+def test_a_lock_that_cannot_be_kept_rolls_the_deploy_back(dep: Deployment) -> None:
+    proc = _start_slow_deploy(dep, load_seconds=90)
+    state_dir = dep.state_dir()
+    try:
+        state_dir.chmod(0o555)  # for good: the heartbeat can never be written again
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        state_dir.chmod(0o755)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out
+    assert "the deploy lock could not be kept" in out and "rollback: removing green" in out, out
+    assert dep.container_status("green") == "absent"
+    assert dep.serving_model() == "acme/chat-v1"
