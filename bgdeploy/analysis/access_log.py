@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,20 +33,28 @@ class LiveSample:
     ts: float
 
 
-def is_live_error(status: int) -> bool:
-    """5xx and 0 (no response at all) are the server's failures; 4xx, 499 included, are the client's doing."""
-    return status == 0 or status >= 500
+# Client errors that a release causes for every client (rollout.rollback_on.error_statuses by default): 401/403
+# an API-key drift, 404 a served-model-name drift, 429 a server that refuses load.
+DEFAULT_ERROR_STATUSES: frozenset[int] = frozenset({401, 403, 404, 429})
 
 
-def traffic_of(samples: Sequence[LiveSample], colour: str) -> ColourTraffic:
+def is_live_error(status: int, counted: Collection[int] = DEFAULT_ERROR_STATUSES) -> bool:
+    """5xx and 0 (no response at all) always fail; of the rest, the statuses in `counted` (a client cannot tell
+    an API-key or served-name drift from an outage)."""
+    return status == 0 or status >= 500 or status in counted
+
+
+def traffic_of(
+    samples: Sequence[LiveSample], colour: str, counted: Collection[int] = DEFAULT_ERROR_STATUSES
+) -> ColourTraffic:
     """One colour's figures over the samples."""
     mine = [s for s in samples if s.colour == colour]
-    errors = sum(1 for s in mine if is_live_error(s.status))
+    errors = sum(1 for s in mine if is_live_error(s.status, counted))
     return ColourTraffic(len(mine), errors, percentile([s.latency_s for s in mine], 95))
 
 
-def window_of(samples: Sequence[LiveSample]) -> Window:
-    return Window({colour: traffic_of(samples, colour) for colour in sorted({s.colour for s in samples})})
+def window_of(samples: Sequence[LiveSample], counted: Collection[int] = DEFAULT_ERROR_STATUSES) -> Window:
+    return Window({colour: traffic_of(samples, colour, counted) for colour in sorted({s.colour for s in samples})})
 
 
 def _seconds_field(value: object) -> float | None:
@@ -120,9 +128,10 @@ class _Position:
 class AccessLogSource:
     """`TrafficSource` over the router's access log at `path` on `host`."""
 
-    def __init__(self, host: Host, path: str) -> None:
+    def __init__(self, host: Host, path: str, error_statuses: Collection[int] = DEFAULT_ERROR_STATUSES) -> None:
         self._host = host
         self._path = path
+        self._counted = frozenset(error_statuses)
         self._followed: dict[Cursor, _Followed] = {}
 
     @property
@@ -156,4 +165,4 @@ class AccessLogSource:
             lines = lines[1:]
             followed.skip_first_line = False
         followed.samples += parse_access_log(line.decode(errors="replace") for line in lines)
-        return window_of(followed.samples)
+        return window_of(followed.samples, self._counted)

@@ -20,4 +20,4 @@ def access_log_path(layout: Layout) -> str:
 
 def traffic_source(spec: Spec, host: Host, layout: Layout) -> TrafficSource:
     """The source of live figures for this spec. Today every router writes the JSON access log."""
-    return AccessLogSource(host, access_log_path(layout))
+    return AccessLogSource(host, access_log_path(layout), spec.rollout.rollback_on.error_statuses)

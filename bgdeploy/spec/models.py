@@ -339,6 +339,15 @@ class RollbackOn(_Section):
             "and the canary pauses instead of guessing."
         ),
     )
+    error_statuses: list[Annotated[int, Field(ge=400, le=499)]] = Field(
+        default_factory=lambda: [401, 403, 404, 429],
+        max_length=100,
+        description=(
+            "HTTP statuses below 500 that count as failed live requests in the bake, the canary analysis and the "
+            "reports, besides every 5xx and a request that got no answer: 401/403 (an API-key drift), 404 (a "
+            "served-model-name drift) and 429 (refused load) by default. [] counts only 5xx."
+        ),
+    )
 
 
 class Rollout(_Section):

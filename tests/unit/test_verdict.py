@@ -255,7 +255,7 @@ def texts(verdict: LiveVerdict) -> tuple[str, ...]:
 
 
 def test_live_ok_and_other_colour_ignored() -> None:
-    traffic = samples("green", 57) + samples("green", 3, status=404) + samples("blue", 50, status=502)
+    traffic = samples("green", 57) + samples("green", 3, status=400) + samples("blue", 50, status=502)
     verdict = judge_live(traffic, "green", ROLLBACK)
     assert (verdict.requests, verdict.errors, verdict.error_rate) == (60, 0, 0.0)
     assert not verdict.breached
@@ -275,6 +275,21 @@ def test_live_error_rate_breach() -> None:
 def test_live_client_errors_are_not_errors() -> None:
     traffic = samples("green", 50) + samples("green", 10, status=499) + samples("green", 10, status=400)
     assert not judge_live(traffic, "green", ROLLBACK).breached
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 429])
+def test_live_client_errors_every_client_sees_count_by_default(status: int) -> None:
+    # An API-key drift (401/403), a served-name drift (404) or refused load (429) fails every client.
+    traffic = samples("green", 50) + samples("green", 10, status=status)
+    verdict = judge_live(traffic, "green", ROLLBACK)
+    assert verdict.errors == 10 and verdict.breached
+    assert texts(verdict) == ("error rate 16.67% > 1% (10 of 60 requests)",)
+
+
+def test_live_counted_client_errors_are_configurable() -> None:
+    traffic = samples("green", 50) + samples("green", 10, status=404) + samples("green", 5, status=418)
+    assert traffic_of(traffic, "green", counted=()).errors == 0, "error_statuses: [] counts only 5xx"
+    assert traffic_of(traffic, "green", counted={418}).errors == 5
 
 
 def test_live_latency_breach() -> None:
