@@ -341,6 +341,11 @@ class Runner:
                     result = run_promote(session, full=mode == "promote-full", lock_wait=600, unlock=False)
                 elif mode == "abort":
                     result = run_abort(session, lock_wait=600, unlock=False)
+                elif mode == "remove":
+                    from bgdeploy.lifecycle.remove import run_remove
+
+                    # The workflow asked for it, behind its environment: no prompt in CI.
+                    result = run_remove(session, keep_state=False, confirm=lambda _: True, lock_wait=600)
                 else:
                     result = run_deploy(session, force=False, lock_wait=600, unlock=False, preview=mode == "preview")
         except BgdeployError as exc:
@@ -363,6 +368,8 @@ class Runner:
         deployment_id = deployment[0] if deployment else None
         if mode in DEPLOYING and deployment_id is not None:
             self.finish_deployment(deployment_id, result, environment)
+        if mode == "remove" and result.outcome in ("removed", "unchanged"):
+            self.retire_deployment(environment)
         if spec.report.pr_comment:
             self.comment(spec.name, markdown, mode)
         self.set_outputs(outputs(result, result.outcome, self.report_path, deployment_id))
@@ -384,6 +391,14 @@ class Runner:
                 environment=environment,
             ),
         )
+
+    def retire_deployment(self, environment: str) -> None:
+        """After `remove`: the environment's live GitHub Deployment is set inactive (nothing serves it now)."""
+        live = self.try_github(
+            "find the removed deployment", lambda gh: gh.last_successful_deployment(self.ctx.repo, environment)
+        )
+        if live is not None:
+            self.status(live.id, "inactive", "removed from the host by bgdeploy remove", environment)
 
     def finish_deployment(self, deployment_id: int, result: Result, environment: str) -> None:
         if result.outcome == "paused":

@@ -23,11 +23,13 @@ MODES = (
     "promote",
     "promote-full",
     "abort",
+    "remove",
 )
 # Modes that change what serves: they get a GitHub deployment and report on the merged pull request.
 DEPLOYING = ("deploy", "rollback", "promote", "promote-full", "abort")
-# Modes that connect to the host.
-ON_HOST = ("plan", "preview", *DEPLOYING)
+# Modes that connect to the host. `remove` takes a deployment down (a temporary preview, when its pull request
+# closes): no new GitHub deployment, the live one is set inactive.
+ON_HOST = ("plan", "preview", *DEPLOYING, "remove")
 
 
 @dataclass(frozen=True)
