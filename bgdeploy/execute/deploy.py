@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from bgdeploy.analysis.source import Cursor
-from bgdeploy.errors import BgdeployError, DeployFailed, InternalError
+from bgdeploy.errors import BgdeployError, ConnectionLost, DeployFailed, InternalError
 from bgdeploy.execute import canary, colours, failpoints
 from bgdeploy.execute.checks import ask_all, describe, watch
 from bgdeploy.execute.clock import utc_now
@@ -368,7 +368,7 @@ def finish(cycle: Cycle, first: str | None = None, last: str | None = None, prev
 def _undo_after_failure(cycle: Cycle, exc: BaseException) -> None:
     """Roll back after a failed step; a failing rollback is reported, never raised over the first failure."""
     session, result = cycle.session, cycle.session.result
-    if not session.host.connected:
+    if isinstance(exc, ConnectionLost) or not session.host.connected:
         result.failure = (
             f"the SSH connection to {session.host.description} was lost ({exc}); what was already changed on "
             "the host stays as it is: run the same command again, it converges from there"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from bgdeploy.errors import TransportError
+from bgdeploy.errors import RemoteRefused
 
 if TYPE_CHECKING:
     import docker
@@ -27,7 +27,7 @@ class CommandResult:
     def raise_for_status(self, what: str) -> CommandResult:
         if not self.ok:
             detail = (self.stderr or self.stdout).strip().splitlines()[-5:]
-            raise TransportError(
+            raise RemoteRefused(
                 f"{what} failed (exit {self.exit_code}) running {shlex.join(self.argv)}: " + " / ".join(detail)
             )
         return self

@@ -22,7 +22,7 @@ def _private_key() -> paramiko.PKey:
         try:
             text = Path(path).expanduser().read_text()
         except OSError as exc:
-            raise UsageError(f"BGDEPLOY_SSH_KEY_FILE={path}: cannot read it ({exc.strerror})") from None
+            raise UsageError(f"BGDEPLOY_SSH_KEY_FILE={path}: cannot read it ({exc.strerror})") from exc
     if not text:
         raise UsageError(
             "no SSH private key: set BGDEPLOY_SSH_KEY to the key text (in CI: a secret) or BGDEPLOY_SSH_KEY_FILE "
@@ -56,7 +56,7 @@ def pinned_host_keys(target: Target, spec_dir: Path) -> paramiko.HostKeys:
         try:
             keys.load(name)
         except OSError as exc:
-            raise UsageError(f"known_hosts file {name}: cannot read it ({exc.strerror})") from None
+            raise UsageError(f"known_hosts file {name}: cannot read it ({exc.strerror})") from exc
     return keys
 
 

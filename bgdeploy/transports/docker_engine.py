@@ -15,9 +15,9 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
 from docker.types import DeviceRequest, LogConfig
 from paramiko import SSHException
-from requests.exceptions import RequestException
+from requests.exceptions import ReadTimeout, RequestException
 
-from bgdeploy.errors import TransportError
+from bgdeploy.errors import RemoteRefused, TransportError, TransportTimeout
 from bgdeploy.plan.container import ContainerPlan
 from bgdeploy.plan.names import LABEL_PREFIX
 from bgdeploy.spec.images import digest_matches, is_image_ref, parse_image
@@ -51,13 +51,15 @@ def _docker_errors(what: str) -> Iterator[None]:
     try:
         yield
     except NotFound as exc:
-        raise TransportError(f"{what}: not found ({exc.explanation})") from None
+        raise RemoteRefused(f"{what}: not found ({exc.explanation})") from exc
     except (APIError, DockerException) as exc:
         detail = getattr(exc, "explanation", None) or str(exc)
-        raise TransportError(f"{what} failed: {detail}") from None
+        raise RemoteRefused(f"{what} failed: {detail}") from exc
+    except (ReadTimeout, TimeoutError) as exc:
+        raise TransportTimeout(f"{what} failed: the Docker engine did not answer in time ({exc})") from exc
     except (RequestException, SSHException, EOFError, OSError) as exc:
         # Over SSH, a dropped connection surfaces from docker-py as paramiko's or requests' own errors.
-        raise TransportError(f"{what} failed: the Docker engine did not answer ({type(exc).__name__}: {exc})") from None
+        raise TransportError(f"{what} failed: the Docker engine did not answer ({type(exc).__name__}: {exc})") from exc
 
 
 class DockerEngine:
@@ -70,7 +72,7 @@ class DockerEngine:
         except NotFound:
             return None
         except (APIError, DockerException, RequestException, SSHException, EOFError, OSError) as exc:
-            raise TransportError(f"inspecting container {name} failed: {exc}") from None
+            raise TransportError(f"inspecting container {name} failed: {exc}") from exc
         return _info(container, port)
 
     def image_present(self, image: str) -> bool:
@@ -80,7 +82,7 @@ class DockerEngine:
         except ImageNotFound:
             return False
         except (APIError, DockerException, RequestException, SSHException, EOFError, OSError) as exc:
-            raise TransportError(f"checking image {image} failed: {exc}") from None
+            raise TransportError(f"checking image {image} failed: {exc}") from exc
         if not is_image_ref(image):
             return True
         attrs: dict[str, Any] = found.attrs or {}

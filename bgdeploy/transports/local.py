@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bgdeploy.errors import TransportError
+from bgdeploy.errors import TransportError, TransportTimeout
 from bgdeploy.transports.base import CommandResult
 
 if TYPE_CHECKING:
@@ -43,8 +43,8 @@ class LocalHost:
             )
         except FileNotFoundError:
             return CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found")
-        except subprocess.TimeoutExpired:
-            raise TransportError(f"{argv[0]} timed out after {timeout:g}s") from None
+        except subprocess.TimeoutExpired as exc:
+            raise TransportTimeout(f"{argv[0]} timed out after {timeout:g}s") from exc
         return CommandResult(
             tuple(argv), done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
         )
@@ -55,7 +55,7 @@ class LocalHost:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise TransportError(f"cannot read {path}: {exc.strerror}") from None
+            raise TransportError(f"cannot read {path}: {exc.strerror}") from exc
 
     def read_from(self, path: str, offset: int) -> bytes:
         try:
@@ -65,7 +65,7 @@ class LocalHost:
         except FileNotFoundError:
             return b""
         except OSError as exc:
-            raise TransportError(f"cannot read {path}: {exc.strerror}") from None
+            raise TransportError(f"cannot read {path}: {exc.strerror}") from exc
 
     def size(self, path: str) -> int:
         try:
@@ -73,7 +73,7 @@ class LocalHost:
         except FileNotFoundError:
             return 0
         except OSError as exc:
-            raise TransportError(f"cannot stat {path}: {exc.strerror}") from None
+            raise TransportError(f"cannot stat {path}: {exc.strerror}") from exc
 
     def write_file(self, path: str, data: bytes) -> None:
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
@@ -87,7 +87,7 @@ class LocalHost:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise TransportError(f"cannot write {path}: {exc.strerror}") from None
+            raise TransportError(f"cannot write {path}: {exc.strerror}") from exc
 
     def create_exclusive(self, path: str, data: bytes) -> bool:
         try:
@@ -96,7 +96,7 @@ class LocalHost:
         except FileExistsError:
             return False
         except OSError as exc:
-            raise TransportError(f"cannot create {path}: {exc.strerror}") from None
+            raise TransportError(f"cannot create {path}: {exc.strerror}") from exc
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         return True
@@ -105,7 +105,7 @@ class LocalHost:
         try:
             os.replace(source, target)
         except OSError as exc:
-            raise TransportError(f"cannot rename {source} to {target}: {exc.strerror}") from None
+            raise TransportError(f"cannot rename {source} to {target}: {exc.strerror}") from exc
 
     def remove(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -115,7 +115,7 @@ class LocalHost:
         try:
             os.makedirs(path, exist_ok=True)
         except OSError as exc:
-            raise TransportError(f"cannot create {path}: {exc.strerror}") from None
+            raise TransportError(f"cannot create {path}: {exc.strerror}") from exc
 
     def docker(self) -> docker.DockerClient:
         if self._docker is None:
@@ -128,7 +128,7 @@ class LocalHost:
             except DockerException as exc:
                 raise TransportError(
                     f"the local Docker engine did not answer: {exc}; start dockerd or set DOCKER_HOST"
-                ) from None
+                ) from exc
         return self._docker
 
     def reach(self, port: int, address: str = "127.0.0.1") -> int:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import paramiko
 from paramiko.sftp import CMD_EXTENDED
 
-from bgdeploy.errors import TransportError, UsageError
+from bgdeploy.errors import ConnectionLost, RemoteRefused, TransportError, TransportTimeout, UsageError
 from bgdeploy.transports.base import CommandResult
 from bgdeploy.transports.forward import PortForward
 
@@ -48,10 +48,10 @@ def load_private_key(text: str, passphrase: str | None = None) -> paramiko.PKey:
     for cls in _KEY_CLASSES:
         try:
             return cls.from_private_key(io.StringIO(text), password=passphrase)
-        except paramiko.PasswordRequiredException:
+        except paramiko.PasswordRequiredException as exc:
             raise UsageError(
                 "the SSH private key is encrypted: set BGDEPLOY_SSH_KEY_PASSPHRASE, or use a key without one"
-            ) from None
+            ) from exc
         except (paramiko.SSHException, ValueError, IndexError):
             continue
     raise UsageError(
@@ -63,8 +63,8 @@ def load_private_key(text: str, passphrase: str | None = None) -> paramiko.PKey:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def lost_connection(where: str, exc: BaseException) -> TransportError:
-    return TransportError(
+def lost_connection(where: str, exc: BaseException) -> ConnectionLost:
+    return ConnectionLost(
         f"the SSH connection to {where} was lost ({type(exc).__name__}: {exc}); nothing more was changed on the "
         "host: run the command again (a deploy converges from where it stopped)"
     )
@@ -80,7 +80,7 @@ def _connection_errors(method: F) -> F:
         except (paramiko.SSHException, EOFError, TransportError) as exc:
             if isinstance(exc, TransportError) and self.connected:
                 raise  # a real answer from the host (permission denied, a full disk), not a lost connection
-            raise lost_connection(self.description, exc) from None
+            raise lost_connection(self.description, exc) from exc
 
     return cast(F, wrapper)
 
@@ -146,29 +146,29 @@ class SshHost:
             )
         except paramiko.BadHostKeyException as exc:
             client.close()
-            raise TransportError(
+            raise RemoteRefused(
                 f"the host key of {host}:{port} does not match the pinned key: expected "
                 f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)}, the server offered "
                 f"{exc.key.get_name()} {fingerprint(exc.key)}. If the server was reinstalled, verify the new key "
                 "out of band and update target.host_key; otherwise someone may be intercepting the connection"
-            ) from None
-        except paramiko.AuthenticationException:
+            ) from exc
+        except paramiko.AuthenticationException as exc:
             client.close()
-            raise TransportError(
+            raise RemoteRefused(
                 f"SSH authentication failed for {where}: the server refused the key {fingerprint(key)}; add its "
                 f"public key to ~{user}/.ssh/authorized_keys on the host, or check target.user"
-            ) from None
+            ) from exc
         except TransportError:
             client.close()
             raise
-        except TimeoutError:
+        except TimeoutError as exc:
             client.close()
-            raise TransportError(
+            raise TransportTimeout(
                 f"connecting to {where} timed out after {timeout:g}s; check target.host/port and the firewall"
-            ) from None
+            ) from exc
         except (OSError, paramiko.SSHException) as exc:
             client.close()
-            raise TransportError(f"cannot connect to {where}: {exc}; check target.host and target.port") from None
+            raise ConnectionLost(f"cannot connect to {where}: {exc}; check target.host and target.port") from exc
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(15)
@@ -190,7 +190,7 @@ class SshHost:
     def _transport(self) -> paramiko.Transport:
         transport = self._client.get_transport()
         if transport is None or not transport.is_active():
-            raise TransportError(f"the SSH connection to {self._description} was lost; run the command again")
+            raise ConnectionLost(f"the SSH connection to {self._description} was lost; run the command again")
         return transport
 
     # -- commands -------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ class SshHost:
             code = channel.recv_exit_status()
             channel.close()
         except (paramiko.SSHException, OSError) as exc:
-            raise TransportError(f"running {argv[0]} on {self._description} failed: {exc}") from None
+            raise TransportError(f"running {argv[0]} on {self._description} failed: {exc}") from exc
         return CommandResult(tuple(argv), code, out.decode(errors="replace"), err.decode(errors="replace"))
 
     # -- files ----------------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ class SshHost:
                 try:
                     self._sftp = self._client.open_sftp()
                 except (paramiko.SSHException, OSError) as exc:
-                    raise TransportError(f"cannot open SFTP on {self._description}: {exc}") from None
+                    raise RemoteRefused(f"cannot open SFTP on {self._description}: {exc}") from exc
             return self._sftp
 
     @_connection_errors
@@ -227,7 +227,7 @@ class SshHost:
                 try:
                     self._home = self._sftp_client().normalize(".")
                 except OSError as exc:
-                    raise TransportError(f"cannot find the home directory on {self._description}: {exc}") from None
+                    raise RemoteRefused(f"cannot find the home directory on {self._description}: {exc}") from exc
             return self._home
 
     @_connection_errors
@@ -239,7 +239,7 @@ class SshHost:
             except FileNotFoundError:
                 return None
             except OSError as exc:
-                raise TransportError(f"cannot read {path} on {self._description}: {exc}") from None
+                raise RemoteRefused(f"cannot read {path} on {self._description}: {exc}") from exc
 
     @_connection_errors
     def write_file(self, path: str, data: bytes) -> None:
@@ -256,7 +256,7 @@ class SshHost:
             except OSError as exc:
                 with contextlib.suppress(OSError):
                     sftp.remove(tmp)
-                raise TransportError(f"cannot write {path} on {self._description}: {exc}") from None
+                raise RemoteRefused(f"cannot write {path} on {self._description}: {exc}") from exc
 
     @_connection_errors
     def create_exclusive(self, path: str, data: bytes) -> bool:
@@ -281,7 +281,7 @@ class SshHost:
                     continue
                 except OSError:
                     break
-            raise TransportError(f"cannot create {path} on {self._description}: {failure}") from None
+            raise RemoteRefused(f"cannot create {path} on {self._description}: {failure}") from failure
 
     @_connection_errors
     def read_from(self, path: str, offset: int) -> bytes:
@@ -294,7 +294,7 @@ class SshHost:
             except FileNotFoundError:
                 return b""
             except OSError as exc:
-                raise TransportError(f"cannot read {path} on {self._description}: {exc}") from None
+                raise RemoteRefused(f"cannot read {path} on {self._description}: {exc}") from exc
 
     @_connection_errors
     def size(self, path: str) -> int:
@@ -305,7 +305,7 @@ class SshHost:
             except FileNotFoundError:
                 return 0
             except OSError as exc:
-                raise TransportError(f"cannot stat {path} on {self._description}: {exc}") from None
+                raise RemoteRefused(f"cannot stat {path} on {self._description}: {exc}") from exc
 
     @_connection_errors
     def rename(self, source: str, target: str) -> None:
@@ -313,7 +313,7 @@ class SshHost:
             try:
                 self._sftp_client().posix_rename(source, target)
             except OSError as exc:
-                raise TransportError(f"cannot rename {source} to {target} on {self._description}: {exc}") from None
+                raise RemoteRefused(f"cannot rename {source} to {target} on {self._description}: {exc}") from exc
 
     @_connection_errors
     def remove(self, path: str) -> None:
@@ -323,7 +323,7 @@ class SshHost:
             except FileNotFoundError:
                 return
             except OSError as exc:
-                raise TransportError(f"cannot remove {path} on {self._description}: {exc}") from None
+                raise RemoteRefused(f"cannot remove {path} on {self._description}: {exc}") from exc
 
     @_connection_errors
     def makedirs(self, path: str) -> None:
@@ -340,7 +340,7 @@ class SshHost:
                     try:
                         sftp.mkdir(current, mode=0o755)
                     except OSError as exc:
-                        raise TransportError(f"cannot create {current} on {self._description}: {exc}") from None
+                        raise RemoteRefused(f"cannot create {current} on {self._description}: {exc}") from exc
 
     # -- Docker and ports ------------------------------------------------------------------------------
 
@@ -408,7 +408,7 @@ def _drain(channel: paramiko.Channel, timeout: float, command: str) -> tuple[byt
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             channel.close()
-            raise TransportError(f"the remote command timed out after {timeout:g}s: {command[:200]}")
+            raise TransportTimeout(f"the remote command timed out after {timeout:g}s: {command[:200]}")
         select.select([channel], [], [], min(remaining, 0.5))
 
 
@@ -430,7 +430,7 @@ def _docker_over(client: paramiko.SSHClient, where: str) -> docker.DockerClient:
         raise TransportError(
             f"the Docker engine on {where} did not answer through `docker system dial-stdio`: {exc}; check that "
             "the docker CLI is installed there and the SSH user may use it (e.g. member of the docker group)"
-        ) from None
+        ) from exc
     # Speak the newest API both sides know: new engines refuse old API versions, old engines new ones.
     newest = min(_version_tuple(server.get("ApiVersion", "1.41")), _version_tuple(DEFAULT_DOCKER_API_VERSION))
     api._version = ".".join(str(n) for n in newest)
