@@ -40,10 +40,11 @@ class Problem:
     message: str
     line: int
     column: int
+    file: str | None = None  # set when the problem is in another file the spec names (an eval set)
 
     def render(self, filename: str) -> str:
         where = f"{self.path}: " if self.path else ""
-        return f"{filename}:{self.line}:{self.column}: {where}{self.message}"
+        return f"{self.file or filename}:{self.line}:{self.column}: {where}{self.message}"
 
 
 class SpecError(BgdeployError):
@@ -53,7 +54,7 @@ class SpecError(BgdeployError):
 
     def __init__(self, filename: str, problems: list[Problem]) -> None:
         self.filename = filename
-        self.problems = sorted(set(problems), key=lambda p: (p.line, p.column, p.path, p.message))
+        self.problems = sorted(set(problems), key=lambda p: (p.file or "", p.line, p.column, p.path, p.message))
         count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
         super().__init__(f"{filename}: {count} {noun} found; nothing was changed")

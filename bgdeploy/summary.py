@@ -20,6 +20,7 @@ def one_line(spec: Spec) -> str:
     return (
         f"{spec.name} serves {spec.model.name} as {spec.model.effective_served_name!r} "
         f"({spec.runtime.image}) on {where}; blue {_gpus(spec.gpus.blue)}, green {_gpus(spec.gpus.green)}"
-        f"{memory}; {prompts} validation prompt{'s' if prompts != 1 else ''}; "
-        f"rollout {rollout}"
+        f"{memory}; {prompts} validation prompt{'s' if prompts != 1 else ''}"
+        + "".join(f" + eval set {d.path}" for d in spec.validation.datasets)
+        + f"; rollout {rollout}"
     )

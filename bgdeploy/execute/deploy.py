@@ -13,6 +13,7 @@ from bgdeploy.errors import BgdeployError, ConnectionLost, DeployFailed, Interna
 from bgdeploy.execute import canary, colours, failpoints
 from bgdeploy.execute.checks import ask_all, describe, watch
 from bgdeploy.execute.clock import utc_now
+from bgdeploy.execute.evaluate import describe_relative, evaluate
 from bgdeploy.execute.observe import Observed, observe
 from bgdeploy.execute.router import apply_weights, remove_routing, rotate_access_log, router_port
 from bgdeploy.execute.session import Session
@@ -171,13 +172,28 @@ class Cycle:
         verdict = ask_all(session, session.host.reach(port), spec.validation.prompts, spec.validation.thresholds)
         session.result.validation = verdict
         old_info = self.observed.container(self.old) if self.old else None
-        if spec.validation.compare_with_live and old_info is not None and old_info.host_port is not None:
-            session.result.live_validation = ask_all(
-                session, session.host.reach(old_info.host_port), spec.validation.prompts, spec.validation.thresholds
-            )
-        session.out.say(f"validate: {self.new}: {describe(verdict)}")
-        if not verdict.passed:
-            raise DeployFailed(f"validation of {self.new} failed: {describe(verdict)}")
+        live_port: int | None = None
+        no_live = "nothing is live"
+        if not spec.validation.compare_with_live:
+            no_live = "validation.compare_with_live is false"
+        elif old_info is not None and old_info.host_port is not None:
+            live_port = session.host.reach(old_info.host_port)
+        elif self.old is not None:
+            no_live = f"the live colour {self.old} has no published port"
+        # Both colours get the same prompts at the same time, so relative gates compare like with like.
+        found = evaluate(session, session.host.reach(port), live_port, no_live)
+        session.result.validation = found.green
+        session.result.live_validation = found.live
+        session.result.relative = list(found.relative)
+        session.result.datasets = list(found.datasets)
+        for check in found.relative:
+            if not check.judged:
+                session.warn(f"validation gate {check.name} {check.actual}")
+        session.out.say(f"validate: {self.new}: {describe(found.green)}")
+        if not found.green.passed:
+            raise DeployFailed(f"validation of {self.new} failed: {describe(found.green)}")
+        if not found.passed:
+            raise DeployFailed(f"{self.new} is worse than live: {describe_relative(found.relative)}")
 
     def step_router(self) -> None:
         pass  # the first apply_weights starts the router container with its config

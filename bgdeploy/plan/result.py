@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
+from bgdeploy.plan.evaluation import DatasetResult
 from bgdeploy.plan.state import Release
 from bgdeploy.plan.steps import DeployPlan
-from bgdeploy.plan.verdict import Verdict
+from bgdeploy.plan.verdict import Check, Verdict
 from bgdeploy.policy.evaluate import PolicyVerdict
 
 Outcome = Literal[
@@ -50,6 +51,8 @@ class Result:
     phases: list[Phase] = field(default_factory=list)
     validation: Verdict | None = None
     live_validation: Verdict | None = None
+    relative: list[Check] = field(default_factory=list)  # validation gates against the live colour
+    datasets: list[DatasetResult] = field(default_factory=list)
     smoke: Verdict | None = None
     bake: LiveVerdict | None = None
     canary: list[CanaryRecord] = field(default_factory=list)

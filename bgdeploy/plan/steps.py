@@ -119,6 +119,7 @@ def plan_deploy(spec: Spec, spec_hash: str, view: HostView, *, force: bool = Fal
         return DeployPlan(new, True, (), tuple(Step(kind, "", reason) for kind in _ORDER))
 
     prompts = spec.validation.prompts
+    datasets = spec.validation.datasets
     compare = spec.validation.compare_with_live and live is not None
     keep = spec.rollout.keep_previous
     stale = view.stale.get(new)
@@ -137,9 +138,11 @@ def plan_deploy(spec: Spec, spec_hash: str, view: HostView, *, force: bool = Fal
         ),
         Step(
             "validate",
-            f"ask {len(prompts)} prompt(s), {spec.validation.concurrency} at a time"
-            + (f", and the same to {old} for comparison" if compare else ""),
-            None if prompts else "no validation prompts (health alone decides)",
+            f"ask {len(prompts)} prompt(s)"
+            + "".join(f" + eval set {d.path}" + (f" (sample {d.sample})" if d.sample else "") for d in datasets)
+            + f", {spec.validation.concurrency} at a time"
+            + (f", and the same to {old} for comparison, at the same time" if compare else ""),
+            None if prompts or datasets else "no validation prompts (health alone decides)",
         ),
         Step(
             "router",

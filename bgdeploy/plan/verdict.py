@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from bgdeploy.plan.structured import ToolCall, structured_failures
 from bgdeploy.spec.models import Prompt, Thresholds
 
 # Ratios computed from counts (9/10) and limits written as decimals (0.9) may differ in the last bit.
@@ -20,13 +21,22 @@ _QUOTE_LIMIT = 80
 
 @dataclass(frozen=True)
 class Answer:
-    """What one validation request returned; text is None when the request itself failed."""
+    """What one validation request returned; text is None when the request itself failed.
+
+    Streamed answers also carry time to first token, mean inter-token latency, output tokens (from the usage
+    chunk when the server sends one, else the chunks counted) and tokens per second of the whole request.
+    """
 
     prompt: str
     text: str | None
     latency_s: float
     status: int | None
     error: str | None
+    ttft_s: float | None = None
+    itl_s: float | None = None
+    output_tokens: int | None = None
+    tokens_per_s: float | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class Check:
     limit: str
     actual: str
     ok: bool
+    judged: bool = True  # False: skipped (nothing live) or not judged (no figure to judge); `actual` says why
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,10 @@ class Verdict:
     pass_rate: float
     error_rate: float
     p95_latency_s: float | None
+    ttft_p50_s: float | None = None
+    ttft_p95_s: float | None = None
+    itl_p95_s: float | None = None
+    tokens_per_s: float | None = None  # the median of the prompts' tokens/s
 
 
 def format_seconds(seconds: float) -> str:
@@ -124,6 +139,7 @@ def judge_answer(prompt: Prompt, answer: Answer) -> PromptResult:
             failures.append(f"not valid JSON ({exc.msg} at char {exc.pos})")
     if expect.max_latency is not None and answer.latency_s > expect.max_latency:
         failures.append(_latency_failure(answer.latency_s, expect.max_latency))
+    failures += structured_failures(expect, text, answer.tool_calls)
 
     return PromptResult(prompt.name, answer, not failures, tuple(failures))
 
@@ -192,6 +208,9 @@ def judge(prompts: Sequence[Prompt], answers: Sequence[Answer], thresholds: Thre
         else:
             checks.append(Check("p95 latency", limit, format_seconds(p95), p95 <= thresholds.p95_latency))
 
+    answered = [r.answer for r in results if r.answer.text is not None]
+    streamed = stream_figures(answered)
+    checks += stream_checks(streamed, thresholds, len(answered))
     return Verdict(
         results=results,
         checks=tuple(checks),
@@ -199,5 +218,51 @@ def judge(prompts: Sequence[Prompt], answers: Sequence[Answer], thresholds: Thre
         pass_rate=pass_rate,
         error_rate=error_rate,
         p95_latency_s=p95,
+        ttft_p50_s=streamed.ttft_p50_s,
+        ttft_p95_s=streamed.ttft_p95_s,
+        itl_p95_s=streamed.itl_p95_s,
+        tokens_per_s=streamed.tokens_per_s,
     )
 
+
+@dataclass(frozen=True)
+class StreamFigures:
+    """Streamed-answer figures over the prompts that were answered (None where no answer carried them)."""
+
+    ttft_p50_s: float | None
+    ttft_p95_s: float | None
+    itl_p95_s: float | None
+    tokens_per_s: float | None
+    measured: int  # answers with a TTFT
+
+
+def stream_figures(answers: Sequence[Answer]) -> StreamFigures:
+    ttfts = [a.ttft_s for a in answers if a.ttft_s is not None]
+    itls = [a.itl_s for a in answers if a.itl_s is not None]
+    rates = [a.tokens_per_s for a in answers if a.tokens_per_s is not None]
+    return StreamFigures(
+        ttft_p50_s=percentile(ttfts, 50),
+        ttft_p95_s=percentile(ttfts, 95),
+        itl_p95_s=percentile(itls, 95),
+        tokens_per_s=percentile(rates, 50),
+        measured=len(ttfts),
+    )
+
+
+def stream_checks(figures: StreamFigures, thresholds: Thresholds, answered: int) -> list[Check]:
+    """The absolute TTFT and ITL limits. A limit with nothing to measure (no streamed answer; ITL needs two tokens)
+    fails when prompts were answered, since it cannot be shown to hold."""
+    checks: list[Check] = []
+    for name, limit, value in (
+        ("TTFT p95", thresholds.ttft_p95, figures.ttft_p95_s),
+        ("ITL p95", thresholds.itl_p95, figures.itl_p95_s),
+    ):
+        if limit is None:
+            continue
+        wanted = f"≤ {format_seconds(limit)}"
+        if value is None:
+            why = "no successful requests" if answered == 0 else "not measured (no streamed answer carried it)"
+            checks.append(Check(name, wanted, why, False))
+        else:
+            checks.append(Check(name, wanted, format_seconds(value), value <= limit))
+    return checks

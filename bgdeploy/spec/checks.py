@@ -11,8 +11,11 @@ import re
 import string
 from collections.abc import Callable, Iterator
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
 from bgdeploy.spec.host_key import parse_public_key
-from bgdeploy.spec.models import COMMAND_PLACEHOLDERS, GENERATED_FLAGS, Spec
+from bgdeploy.spec.models import COMMAND_PLACEHOLDERS, GENERATED_FLAGS, Prompt, Spec
 from bgdeploy.spec.router_rules import health_path_findings, read_timeout_findings
 
 Finding = tuple[tuple[str | int, ...], str]
@@ -126,6 +129,64 @@ def _health_interval(spec: Spec) -> Iterator[Finding]:
         yield ("health", "interval"), "health.interval must be more than 0"
 
 
+def prompt_findings(p: Prompt) -> Iterator[Finding]:
+    """The rules of one prompt that relate its keys; paths are relative to the prompt (inline or a dataset line)."""
+    given = [key for key in ("chat", "messages", "prompt") if getattr(p, key) is not None]
+    if len(given) != 1:
+        yield (), (
+            "give exactly one of chat (a chat message), messages (a conversation) or prompt (a raw completion prompt)"
+            + (f"; this one gives {' and '.join(given)}" if given else "")
+        )
+    if p.prompt is not None:
+        for key in ("system", "tools", "tool_choice", "response_format"):
+            if getattr(p, key) is not None:
+                yield (key,), f"{key} is only used with chat or messages, not with a raw prompt"
+    if p.messages is not None and p.messages[-1].role == "assistant":
+        yield ("messages", len(p.messages) - 1, "role"), "the last turn is the assistant's; end with a user turn"
+    if p.tool_choice is not None and p.tools is None:
+        yield ("tool_choice",), "tool_choice needs tools: list the functions the model may call"
+    if p.expect.regex is not None:
+        try:
+            re.compile(p.expect.regex)
+        except re.error as exc:
+            yield ("expect", "regex"), f"invalid regular expression: {exc}"
+    call = p.expect.tool_call
+    schemas: list[tuple[tuple[str | int, ...], dict[str, object] | None]] = [
+        (("expect", "json_schema"), p.expect.json_schema),
+        (("expect", "tool_call", "arguments_schema"), call.arguments_schema if call else None),
+    ]
+    for where, schema in schemas:
+        problem = schema_problem(schema) if schema is not None else None
+        if problem:
+            yield where, f"not a valid JSON Schema: {problem}"
+    if call is not None:
+        offered = [_tool_name(t) for t in p.tools or []]
+        if p.tools is None:
+            yield ("expect", "tool_call"), "expect.tool_call needs tools: offer the function in the prompt's tools"
+        elif call.name not in offered:
+            yield (
+                ("expect", "tool_call", "name"),
+                f"{call.name!r} is not among the prompt's tools{did_you_mean(call.name, [n for n in offered if n])}",
+            )
+        if p.tool_choice == "none":
+            yield ("tool_choice",), "tool_choice: none forbids the tool call that expect.tool_call wants"
+
+
+def _tool_name(tool: dict[str, object]) -> str:
+    function = tool.get("function")
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+def schema_problem(schema: dict[str, object]) -> str | None:
+    """Why `schema` is not a JSON Schema (Draft 2020-12), or None."""
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return exc.message
+    return None
+
+
 def _prompts(spec: Spec) -> Iterator[Finding]:
     names: dict[str, int] = {}
     for i, p in enumerate(spec.validation.prompts):
@@ -133,15 +194,8 @@ def _prompts(spec: Spec) -> Iterator[Finding]:
         if p.name in names:
             yield (*where, "name"), f"prompt name {p.name!r} is already used by prompt #{names[p.name] + 1}"
         names.setdefault(p.name, i)
-        if (p.chat is None) == (p.prompt is None):
-            yield where, "give exactly one of chat (a chat message) or prompt (a raw completion prompt)"
-        if p.system is not None and p.chat is None:
-            yield (*where, "system"), "system is only used with chat"
-        if p.expect.regex is not None:
-            try:
-                re.compile(p.expect.regex)
-            except re.error as exc:
-                yield (*where, "expect", "regex"), f"invalid regular expression: {exc}"
+        for path, message in prompt_findings(p):
+            yield (*where, *path), message
     for i, smoke in enumerate(spec.rollout.smoke):
         if smoke not in names:
             known = list(names)
@@ -149,6 +203,37 @@ def _prompts(spec: Spec) -> Iterator[Finding]:
                 f"; known prompts: {', '.join(known)}" if known else "; no validation prompts are defined"
             )
             yield ("rollout", "smoke", i), f"no validation prompt is named {smoke!r}{hint}"
+
+
+def _validation_gates(spec: Spec) -> Iterator[Finding]:
+    """Gates that need something the spec turned off: streaming for TTFT/ITL, compare_with_live for _vs_live."""
+    v = spec.validation
+    t = v.thresholds
+    if not v.stream:
+        for key in ("ttft_p95", "itl_p95", "max_ttft_p95_vs_live", "max_itl_p95_vs_live"):
+            if getattr(t, key) is not None:
+                yield (
+                    ("validation", "thresholds", key),
+                    f"{key} needs streamed validation; remove validation.stream: false or this threshold",
+                )
+    if not v.compare_with_live:
+        for key in (
+            "min_pass_rate_vs_live",
+            "max_ttft_p95_vs_live",
+            "max_itl_p95_vs_live",
+            "max_latency_p95_vs_live",
+            "min_agreement_with_live",
+        ):
+            if getattr(t, key) is not None:
+                yield (
+                    ("validation", "thresholds", key),
+                    f"{key} compares green with the live colour; set validation.compare_with_live: true or remove it",
+                )
+    paths: dict[str, int] = {}
+    for i, dataset in enumerate(v.datasets):
+        if dataset.path in paths:
+            yield ("validation", "datasets", i, "path"), f"{dataset.path} is already dataset #{paths[dataset.path] + 1}"
+        paths.setdefault(dataset.path, i)
 
 
 def _rollout(spec: Spec) -> Iterator[Finding]:
@@ -175,6 +260,10 @@ CHECKS: tuple[tuple[tuple[str, ...], Callable[[Spec], Iterator[Finding]]], ...] 
     (("health.timeout", "health.ready_timeout"), _health_timeout),
     (("health.interval", "health.ready_timeout"), _health_interval),
     (("validation.prompts", "rollout.smoke"), _prompts),
+    (
+        ("validation.stream", "validation.compare_with_live", "validation.thresholds", "validation.datasets"),
+        _validation_gates,
+    ),
     (("rollout.strategy", "rollout.steps"), _rollout),
     (("health.path",), health_path_findings),
     (("router.read_timeout",), read_timeout_findings),

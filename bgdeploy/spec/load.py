@@ -8,7 +8,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -19,6 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from bgdeploy.errors import Problem, SpecError, UsageError
 from bgdeploy.spec.checks import cross_checks
+from bgdeploy.spec.datasets import LoadedDataset, checkout_root, load_dataset
 from bgdeploy.spec.messages import problems_from
 from bgdeploy.spec.models import Spec
 from bgdeploy.spec.schema import spec_schema
@@ -32,6 +35,7 @@ class LoadedSpec:
     spec: Spec
     path: str
     located: Located
+    datasets: tuple[LoadedDataset, ...] = ()
 
     @property
     def spec_hash(self) -> str:
@@ -44,8 +48,15 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(spec_schema())
 
 
-def parse_spec_text(text: str, filename: str) -> LoadedSpec:
-    """Validate spec text; raise SpecError carrying every problem."""
+def parse_spec_text(
+    text: str, filename: str, *, base_dir: str | None = None, environ: Mapping[str, str] | None = None
+) -> LoadedSpec:
+    """Validate spec text and the eval sets it names; raise SpecError carrying every problem.
+
+    Dataset paths are relative to `base_dir` (default: the spec file's directory).
+    """
+    spec_dir = FsPath(base_dir if base_dir is not None else os.path.dirname(filename) or ".")
+    env = os.environ if environ is None else environ
     try:
         located = parse(text)
     except YamlProblems as exc:
@@ -70,6 +81,8 @@ def parse_spec_text(text: str, filename: str) -> LoadedSpec:
         for path, message in cross_checks(partial, broken=names):
             line, col = located.locate(path)
             problems.append(Problem(dotted(path), message, line, col))
+        if not any(n == "validation" or n.startswith("validation.datasets") for n in names):
+            problems += _load_datasets(partial, located, spec_dir, env)[1]
         raise SpecError(filename, problems)
 
     try:
@@ -84,9 +97,35 @@ def parse_spec_text(text: str, filename: str) -> LoadedSpec:
     for path, message in cross_checks(spec):
         line, col = located.locate(path)
         problems.append(Problem(dotted(path), message, line, col))
+    datasets, found = _load_datasets(spec, located, spec_dir, env)
+    problems += found
     if problems:
         raise SpecError(filename, problems)
-    return LoadedSpec(spec=spec, path=filename, located=located)
+    return LoadedSpec(spec=spec, path=filename, located=located, datasets=datasets)
+
+
+def _load_datasets(
+    spec: Spec, located: Located, spec_dir: FsPath, environ: Mapping[str, str]
+) -> tuple[tuple[LoadedDataset, ...], list[Problem]]:
+    """Every eval set the spec names, streamed and sampled; a file that cannot be used is a problem at its path."""
+    if not spec.validation.datasets:
+        return (), []
+    root = checkout_root(spec_dir, environ)
+    loaded: list[LoadedDataset] = []
+    problems: list[Problem] = []
+    for i, dataset in enumerate(spec.validation.datasets):
+        where = ("validation", "datasets", i, "path")
+        try:
+            result, found = load_dataset(dataset, spec_dir, root)
+        except ValueError as exc:
+            line, col = located.locate(where)
+            problems.append(Problem(dotted(where), f"{dataset.path}: {exc}", line, col))
+            continue
+        loaded.append(result)
+        # Named as from the working directory, like the spec itself, so editors and annotations find the line.
+        shown = os.path.normpath(os.path.join(spec_dir, dataset.path))
+        problems += [replace(p, file=shown) for p in found]
+    return tuple(loaded), problems
 
 
 def _lenient_spec(data: dict[str, Any]) -> tuple[Spec, tuple[str, ...]]:

@@ -28,6 +28,9 @@ REVISION_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_./+-]{0,127}$"
 HOST_PATTERN = r"^[A-Za-z0-9\[][A-Za-z0-9_.:%\[\]-]{0,252}$"
 USER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"
 ENVIRONMENT_PATTERN = r"^[A-Za-z0-9_.-]([A-Za-z0-9 _./-]{0,253}[A-Za-z0-9_.-])?$"
+# Relative and without backslashes; `..` segments and symlinks out of the checkout are refused when loading.
+DATASET_PATH_PATTERN = r"^[^/\\\s][^\\\s]*$"
+
 
 # vLLM flags bgdeploy generates from other keys; repeating them in runtime.args would contradict those keys.
 GENERATED_FLAGS = {
@@ -250,6 +253,15 @@ class Health(_Section):
     )
 
 
+class ExpectToolCall(_Section):
+    """The tool call an answer must make."""
+
+    name: str = Field(min_length=1, description="Name of the function the model must call.")
+    arguments_schema: dict[str, Any] | None = Field(
+        default=None, description="JSON Schema the call's arguments (parsed as JSON) must satisfy."
+    )
+
+
 class Expect(_Section):
     """Rules an answer must satisfy; all given rules must hold."""
 
@@ -264,15 +276,49 @@ class Expect(_Section):
     json_valid: bool = Field(default=False, alias="json", description="The answer must be valid JSON.")
     ignore_case: bool = Field(default=False, description="Compare contains/any_of/not_contains/equals ignoring case.")
     max_latency: Duration | None = Field(default=None, description="The answer must arrive within this time.")
+    json_schema: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "The answer must be JSON valid against this JSON Schema (structured outputs; pair it with the "
+            "prompt's response_format)."
+        ),
+    )
+    tool_call: ExpectToolCall | None = Field(
+        default=None, description="The answer must call this tool (the prompt must offer it in `tools`)."
+    )
+
+
+class Message(_Section):
+    """One turn of a multi-turn conversation."""
+
+    role: Literal["system", "user", "assistant", "tool"] = Field(description="Who speaks.")
+    content: str = Field(description="What is said.")
 
 
 class Prompt(_Section):
-    """One validation prompt: give either chat or prompt."""
+    """One validation prompt: give exactly one of chat, messages or prompt."""
 
     name: str = Field(pattern=PROMPT_NAME_PATTERN, description="Unique name, used in reports and rollout.smoke.")
     chat: str | None = Field(default=None, min_length=1, description="A user message sent to /v1/chat/completions.")
-    system: str | None = Field(default=None, description="Optional system message (chat only).")
+    messages: list[Message] | None = Field(
+        default=None,
+        min_length=1,
+        description="A multi-turn conversation sent to /v1/chat/completions (the model answers the last turn).",
+    )
+    system: str | None = Field(default=None, description="Optional system message (chat or messages).")
     prompt: str | None = Field(default=None, min_length=1, description="A raw prompt sent to /v1/completions.")
+    tools: list[dict[str, Any]] | None = Field(
+        default=None,
+        min_length=1,
+        description="OpenAI-style tool definitions offered to the model (chat or messages).",
+    )
+    tool_choice: str | dict[str, Any] | None = Field(
+        default=None, description="OpenAI-style tool_choice: auto, none, required, or a named function."
+    )
+    response_format: dict[str, Any] | None = Field(
+        default=None,
+        description="OpenAI-style response_format, e.g. {type: json_schema, json_schema: {name, schema}}.",
+    )
     max_tokens: int = Field(default=64, ge=1, le=1_000_000, description="max_tokens of the request.")
     temperature: float = Field(
         default=0, ge=0, le=2, description="Sampling temperature; 0 keeps validation deterministic."
@@ -288,6 +334,63 @@ class Thresholds(_Section):
     max_error_rate: Fraction = Field(
         default=0.0, description="Maximum fraction of requests that fail (HTTP error, timeout)."
     )
+    ttft_p95: Duration | None = Field(
+        default=None, description="Maximum 95th percentile time to first token (streamed validation)."
+    )
+    itl_p95: Duration | None = Field(
+        default=None, description="Maximum 95th percentile of the prompts' mean inter-token latency (streamed)."
+    )
+    min_pass_rate_vs_live: float | None = Field(
+        default=None,
+        ge=-1,
+        le=1,
+        description=(
+            "Green's pass rate minus the live colour's, on the same prompts asked at the same time, must be at "
+            "least this (-0.02: green may lose at most 2 points). Skipped when nothing is live."
+        ),
+    )
+    max_ttft_p95_vs_live: float | None = Field(
+        default=None, gt=0, le=1000, description="Green's TTFT p95 may be at most this many times the live colour's."
+    )
+    max_itl_p95_vs_live: float | None = Field(
+        default=None, gt=0, le=1000, description="Green's ITL p95 may be at most this many times the live colour's."
+    )
+    max_latency_p95_vs_live: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="Green's whole-request p95 latency may be at most this many times the live colour's.",
+    )
+    min_agreement_with_live: Fraction | None = Field(
+        default=None,
+        description=(
+            "Minimum share of temperature-0 prompts whose answers agree with the live colour's (after "
+            "normalising whitespace and case; tool calls compare name and arguments)."
+        ),
+    )
+
+
+class Dataset(_Section):
+    """An eval set: a JSON Lines file of prompts kept in the repository next to the spec."""
+
+    path: str = Field(
+        pattern=DATASET_PATH_PATTERN,
+        description=(
+            "Path of a .jsonl file relative to the spec file, inside the repository checkout; each line is a "
+            "prompt with the keys of an inline prompt (name optional)."
+        ),
+    )
+    sample: int | None = Field(
+        default=None, ge=1, le=100_000, description="Ask a random sample of this many prompts (default: all)."
+    )
+    seed: int = Field(default=0, ge=0, description="Seed of the sample: the same seed picks the same prompts.")
+
+
+class LoadProbe(_Section):
+    """An opt-in load probe: the same requests to both colours at the same concurrency."""
+
+    concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight at once, per colour.")
+    requests: int = Field(default=64, ge=1, le=100_000, description="Requests per colour.")
 
 
 class Validation(_Section):
@@ -306,6 +409,23 @@ class Validation(_Section):
         ),
     )
     prompts: list[Prompt] = Field(default_factory=list, description="The validation prompts.")
+    datasets: list[Dataset] = Field(
+        default_factory=list, description="Eval sets (JSON Lines files of prompts) asked besides the inline prompts."
+    )
+    stream: bool = Field(
+        default=True,
+        description="Ask with streaming and measure time to first token, inter-token latency and tokens/s.",
+    )
+    failures_shown: int = Field(
+        default=10, ge=0, le=1000, description="How many failing prompts per dataset the report lists."
+    )
+    load: LoadProbe | None = Field(
+        default=None,
+        description=(
+            "Opt-in load probe after validation: both colours get the same requests at the same concurrency. "
+            "On a shared GPU it also loads the live colour."
+        ),
+    )
     thresholds: Thresholds = Field(default_factory=Thresholds, description="Figures over all prompts.")
 
 

@@ -6,12 +6,14 @@ callers decide what a failure means: "still loading" while waiting, a failed pro
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
 
+from bgdeploy.plan.structured import ToolCall
 from bgdeploy.plan.verdict import Answer
 from bgdeploy.spec.models import Prompt
 
@@ -64,23 +66,14 @@ class ServerClient:
             return None
         return response.text if response.status_code == 200 else None
 
-    def ask(self, prompt: Prompt, served_name: str, timeout: float) -> Answer:
-        """Send one validation prompt; measure the whole answer's latency."""
-        body: dict[str, Any] = {
-            "model": served_name,
-            "max_tokens": prompt.max_tokens,
-            "temperature": prompt.temperature,
-        }
-        if prompt.chat is not None:
-            messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
-            body["messages"] = [*messages, {"role": "user", "content": prompt.chat}]
-            path = "/v1/chat/completions"
-        else:
-            body["prompt"] = prompt.prompt
-            path = "/v1/completions"
+    def ask(self, prompt: Prompt, served_name: str, timeout: float, *, stream: bool = False) -> Answer:
+        """Send one validation prompt. Streamed: time to first token, inter-token latency and token counts too."""
+        path, body = request_body(prompt, served_name, stream=stream)
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         start = time.monotonic()
         try:
+            if stream:
+                return self._ask_streamed(prompt, path, body, headers, timeout, start)
             response = self._client.post(path, json=body, headers=headers, timeout=timeout)
         except httpx.TimeoutException:
             return Answer(prompt.name, None, time.monotonic() - start, None, f"timed out after {timeout:g}s")
@@ -88,11 +81,179 @@ class ServerClient:
             return Answer(prompt.name, None, time.monotonic() - start, None, f"request failed: {type(exc).__name__}")
         latency = time.monotonic() - start
         if response.status_code != 200:
-            snippet = response.text.strip().replace("\n", " ")[:200]
-            return Answer(prompt.name, None, latency, response.status_code, f"HTTP {response.status_code}: {snippet}")
+            return _http_error(prompt, latency, response.status_code, response.text)
         try:
             choice = response.json()["choices"][0]
-            text = choice["message"]["content"] if prompt.chat is not None else choice["text"]
-        except (ValueError, KeyError, IndexError, TypeError):
+            if path == CHAT_PATH:
+                message = choice["message"]
+                calls = _tool_calls(message.get("tool_calls"))
+                text = message.get("content") or ("" if calls else None)
+                if text is None:
+                    raise KeyError("content")
+            else:
+                text, calls = choice["text"], ()
+            usage = response.json().get("usage") or {}
+            tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             return Answer(prompt.name, None, latency, 200, "the answer is not an OpenAI-style completion")
-        return Answer(prompt.name, str(text), latency, 200, None)
+        tokens = tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None
+        rate = tokens / latency if tokens is not None and latency > 0 else None
+        return Answer(
+            prompt.name, str(text), latency, 200, None, output_tokens=tokens, tokens_per_s=rate, tool_calls=calls
+        )
+
+    def _ask_streamed(
+        self, prompt: Prompt, path: str, body: dict[str, Any], headers: dict[str, str], timeout: float, start: float
+    ) -> Answer:
+        """Read the server-sent events as they come; the clock starts before the request is sent."""
+        reader = StreamReader(path == CHAT_PATH)
+        with self._client.stream("POST", path, json=body, headers=headers, timeout=timeout) as response:
+            if response.status_code != 200:
+                response.read()
+                return _http_error(prompt, time.monotonic() - start, response.status_code, response.text)
+            done = False
+            for line in response.iter_lines():
+                if time.monotonic() - start > timeout:
+                    return Answer(prompt.name, None, time.monotonic() - start, None, f"timed out after {timeout:g}s")
+                # After [DONE] the body is read to its end, so that the connection can be used again.
+                if not done:
+                    done = not reader.feed(line, time.monotonic() - start)
+        latency = time.monotonic() - start
+        if reader.broken:
+            return Answer(prompt.name, None, latency, 200, f"the stream is not OpenAI-style: {reader.broken}")
+        tokens = reader.usage_tokens if reader.usage_tokens is not None else reader.chunks
+        first = reader.times[0] if reader.times else None
+        itl = (reader.times[-1] - reader.times[0]) / (len(reader.times) - 1) if len(reader.times) > 1 else None
+        return Answer(
+            prompt.name,
+            reader.text(),
+            latency,
+            200,
+            None,
+            ttft_s=first,
+            itl_s=itl,
+            output_tokens=tokens,
+            tokens_per_s=tokens / latency if latency > 0 else None,
+            tool_calls=reader.calls(),
+        )
+
+
+CHAT_PATH = "/v1/chat/completions"
+COMPLETIONS_PATH = "/v1/completions"
+
+
+def request_body(prompt: Prompt, served_name: str, *, stream: bool) -> tuple[str, dict[str, Any]]:
+    """The path and JSON body of a prompt, as OpenAI-compatible servers (vLLM) take them."""
+    body: dict[str, Any] = {
+        "model": served_name,
+        "max_tokens": prompt.max_tokens,
+        "temperature": prompt.temperature,
+    }
+    if stream:
+        # vLLM ends the stream with a usage chunk (token counts) when asked to.
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    if prompt.prompt is not None:
+        body["prompt"] = prompt.prompt
+        return COMPLETIONS_PATH, body
+    system = [{"role": "system", "content": prompt.system}] if prompt.system else []
+    if prompt.messages is not None:
+        turns = [{"role": m.role, "content": m.content} for m in prompt.messages]
+    else:
+        turns = [{"role": "user", "content": prompt.chat or ""}]
+    body["messages"] = [*system, *turns]
+    for key in ("tools", "tool_choice", "response_format"):
+        value = getattr(prompt, key)
+        if value is not None:
+            body[key] = value
+    return CHAT_PATH, body
+
+
+def _http_error(prompt: Prompt, latency: float, status: int, text: str) -> Answer:
+    snippet = text.strip().replace("\n", " ")[:200]
+    return Answer(prompt.name, None, latency, status, f"HTTP {status}: {snippet}")
+
+
+def _tool_calls(raw: Any) -> tuple[ToolCall, ...]:
+    if not isinstance(raw, list):
+        return ()
+    calls: list[ToolCall] = []
+    for item in raw:
+        function = item.get("function") if isinstance(item, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            arguments = function.get("arguments")
+            calls.append(ToolCall(function["name"], arguments if isinstance(arguments, str) else json.dumps(arguments)))
+    return tuple(calls)
+
+
+class StreamReader:
+    """Server-sent events of a streamed completion: the text, the tool calls, and when each token arrived.
+
+    A token is a chunk that carries content or a piece of a tool call; role-only chunks and the usage chunk
+    are not tokens. `times` are seconds since the request was sent.
+    """
+
+    def __init__(self, chat: bool) -> None:
+        self.chat = chat
+        self.pieces: list[str] = []
+        self.times: list[float] = []
+        self.chunks = 0
+        self.usage_tokens: int | None = None
+        self.broken: str | None = None
+        self._calls: dict[int, list[str]] = {}  # index -> [name, arguments]
+
+    def feed(self, line: str, at: float) -> bool:
+        """One line of the stream; False once the stream is over ([DONE], or broken)."""
+        if not line.startswith("data:"):
+            return True  # blank separators, comments, event names
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return False
+        try:
+            event = json.loads(data)
+            choices = event.get("choices") or []
+            usage = event.get("usage")
+        except (ValueError, AttributeError):
+            self.broken = f"an event is not JSON: {data[:80]!r}"
+            return False
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            self.usage_tokens = usage["completion_tokens"]
+        token = False
+        for choice in choices if isinstance(choices, list) else []:
+            if not isinstance(choice, dict):
+                continue
+            if self.chat:
+                delta = choice.get("delta") or {}
+                piece = delta.get("content") if isinstance(delta, dict) else None
+                token |= self._call_pieces(delta.get("tool_calls") if isinstance(delta, dict) else None)
+            else:
+                piece = choice.get("text")
+            if isinstance(piece, str) and piece:
+                self.pieces.append(piece)
+                token = True
+        if token:
+            self.chunks += 1
+            self.times.append(at)
+        return True
+
+    def _call_pieces(self, raw: Any) -> bool:
+        if not isinstance(raw, list):
+            return False
+        for item in raw:
+            if not isinstance(item, dict):
+                continue
+            index = item.get("index", 0) if isinstance(item.get("index", 0), int) else 0
+            slot = self._calls.setdefault(index, ["", ""])
+            function = item.get("function") or {}
+            if isinstance(function, dict):
+                if isinstance(function.get("name"), str):
+                    slot[0] += function["name"]
+                if isinstance(function.get("arguments"), str):
+                    slot[1] += function["arguments"]
+        return bool(raw)
+
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def calls(self) -> tuple[ToolCall, ...]:
+        return tuple(ToolCall(name, arguments) for _, (name, arguments) in sorted(self._calls.items()) if name)

@@ -9,7 +9,12 @@ and it fails on demand. Standard library only; answers come from a small determi
 Knobs (environment):
   FAKEVLLM_LOAD_SECONDS     seconds of "loading" before the socket is bound (default 2)
   FAKEVLLM_LATENCY_MS       added to each generation request, spread across tokens when streaming
-  FAKEVLLM_STREAM_DELAY_MS  extra delay before each streamed token
+  FAKEVLLM_STREAM_DELAY_MS  extra delay before each streamed token (the inter-token latency)
+  FAKEVLLM_TTFT_MS          extra delay before the first token (the time to first token), streamed or not
+  FAKEVLLM_WRONG_RATE       fraction of prompts answered wrong, picked by the prompt's text (crc32), so the
+                            same prompts are wrong on every run and in any order
+  FAKEVLLM_MAX_RUNNING      at most this many requests generate at once; the others queue and show in
+                            vllm:num_requests_waiting (the queueing fault)
   FAKEVLLM_ERROR_RATE       fraction of generation requests answered 500: exactly floor(n * rate)
                             of the first n fail (0.05 fails every 20th)
   FAKEVLLM_FAULT            crash-on-load | never-ready | wrong-answers | die-after:N
@@ -33,6 +38,7 @@ import socketserver
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -112,6 +118,39 @@ def _arithmetic_answer(low: str, wrong: bool) -> str | None:
     return f"The answer is {_format_number(result)}."
 
 
+def wrong_by_rate(prompt: str, rate: float) -> bool:
+    """Whether FAKEVLLM_WRONG_RATE makes this prompt's answer wrong: decided by its text alone."""
+    return rate > 0 and zlib.crc32(prompt.encode()) % 10_000 < rate * 10_000
+
+
+def tool_call_for(prompt: str, tools: list[Any], choice: Any, *, wrong: bool) -> dict[str, Any] | None:
+    """The function call the stand-in makes when offered tools: the named one, else the first; arguments
+    filled from the tool's parameters (a string gets the country the prompt names, else a word of it).
+    A wrong answer calls it with no arguments at all. None when tool_choice is "none"."""
+    if choice == "none" or not tools:
+        return None
+    functions = [t.get("function") for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)]
+    if not functions:
+        return None
+    wanted = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    function = next((f for f in functions if f.get("name") == wanted), functions[0])
+    low = prompt.lower()
+    country = next((c for c in sorted(_COUNTRIES, key=len, reverse=True) if c.lower() in low), None)
+    number = re.search(_NUMBER, prompt)
+    arguments: dict[str, Any] = {}
+    properties = (function.get("parameters") or {}).get("properties") or {}
+    for key, schema in properties.items() if isinstance(properties, dict) else []:
+        kind = schema.get("type") if isinstance(schema, dict) else None
+        if kind in ("number", "integer"):
+            value = float(number.group()) if number else 1.0
+            arguments[key] = value if kind == "number" else int(value)
+        elif kind == "boolean":
+            arguments[key] = True
+        else:
+            arguments[key] = country or (prompt.split() or ["x"])[-1].strip("?.!")
+    return {"name": str(function.get("name", "")), "arguments": json.dumps({} if wrong else arguments)}
+
+
 def answer(prompt: str, *, wrong: bool = False) -> str:
     """The model's answer to a prompt; `wrong` gives a plausible but wrong one (the fault)."""
     low = prompt.lower()
@@ -144,6 +183,9 @@ class Config:
     load_seconds: float
     latency_s: float
     stream_delay_s: float
+    ttft_s: float
+    wrong_rate: float
+    max_running: int
     error_rate: Fraction
     fault: str
     die_after: int | None
@@ -221,6 +263,9 @@ def parse_config(argv: list[str] | None = None) -> Config:
         load_seconds=_env_float("FAKEVLLM_LOAD_SECONDS", 2.0),
         latency_s=_env_float("FAKEVLLM_LATENCY_MS", 0.0) / 1000,
         stream_delay_s=_env_float("FAKEVLLM_STREAM_DELAY_MS", 0.0) / 1000,
+        ttft_s=_env_float("FAKEVLLM_TTFT_MS", 0.0) / 1000,
+        wrong_rate=min(1.0, _env_float("FAKEVLLM_WRONG_RATE", 0.0)),
+        max_running=int(_env_float("FAKEVLLM_MAX_RUNNING", 0.0)),
         error_rate=error_rate,
         fault=fault,
         die_after=die_after,
@@ -248,6 +293,9 @@ def uvicorn_log(message: str, level: str = "INFO") -> None:
 
 E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
                120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
+# vLLM's (v0.10) buckets of vllm:inter_token_latency_seconds and vllm:time_per_output_token_seconds.
+ITL_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+               20.0, 40.0, 80.0)  # fmt: skip
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
                 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
 
@@ -291,6 +339,8 @@ class Metrics:
         self.generation_tokens = 0
         self.e2e = Histogram(E2E_BUCKETS)
         self.ttft = Histogram(TTFT_BUCKETS)
+        self.itl = Histogram(ITL_BUCKETS)
+        self.waiting = 0
 
     @contextlib.contextmanager
     def track_running(self) -> Iterator[None]:
@@ -301,6 +351,21 @@ class Metrics:
         finally:
             with self.lock:
                 self.running -= 1
+
+    @contextlib.contextmanager
+    def track_waiting(self) -> Iterator[None]:
+        with self.lock:
+            self.waiting += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.waiting -= 1
+
+    def observe_itl(self, gaps: list[float]) -> None:
+        with self.lock:
+            for gap in gaps:
+                self.itl.observe(gap)
 
     def finished(self, reasons: list[str], e2e_s: float, ttft_s: float, prompt_tokens: int, generated: int) -> None:
         with self.lock:
@@ -322,10 +387,13 @@ class Metrics:
                 f"vllm:num_requests_running{{{labels}}} {float(self.running)}",
                 "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.",
                 "# TYPE vllm:num_requests_waiting gauge",
-                f"vllm:num_requests_waiting{{{labels}}} 0.0",
+                f"vllm:num_requests_waiting{{{labels}}} {float(self.waiting)}",
                 "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
                 "# TYPE vllm:kv_cache_usage_perc gauge",
                 f"vllm:kv_cache_usage_perc{{{labels}}} {kv_usage!r}",
+                "# HELP vllm:num_preemptions_total Cumulative number of preemption from the engine.",
+                "# TYPE vllm:num_preemptions_total counter",
+                f"vllm:num_preemptions_total{{{labels}}} 0.0",
                 "# HELP vllm:prompt_tokens_total Number of prefill tokens processed.",
                 "# TYPE vllm:prompt_tokens_total counter",
                 f"vllm:prompt_tokens_total{{{labels}}} {float(self.prompt_tokens)}",
@@ -346,6 +414,12 @@ class Metrics:
                 "# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.",
                 "# TYPE vllm:time_to_first_token_seconds histogram",
                 *self.ttft.render("vllm:time_to_first_token_seconds", labels),
+                "# HELP vllm:inter_token_latency_seconds Histogram of inter-token latency in seconds.",
+                "# TYPE vllm:inter_token_latency_seconds histogram",
+                *self.itl.render("vllm:inter_token_latency_seconds", labels),
+                "# HELP vllm:time_per_output_token_seconds Histogram of time per output token in seconds.",
+                "# TYPE vllm:time_per_output_token_seconds histogram",
+                *self.itl.render("vllm:time_per_output_token_seconds", labels),
             ]
         return "\n".join(out) + "\n"
 
@@ -386,6 +460,7 @@ class App:
         self._generation_requests = 0
         self._v1_served = 0
         self._ids = itertools.count(1)
+        self.slots = threading.BoundedSemaphore(config.max_running) if config.max_running > 0 else None
 
     @property
     def closing(self) -> bool:
@@ -733,10 +808,26 @@ class Handler(BaseHTTPRequestHandler):
                 "EngineCore encountered an issue (injected by FAKEVLLM_ERROR_RATE).",
                 "InternalServerError",
             )
-        wrong = app.config.fault == "wrong-answers"
+        wrong_all = app.config.fault == "wrong-answers"
+        response_format = request.get("response_format") if kind == "chat" else None
+        json_format = isinstance(response_format, dict) and response_format.get("type") in (
+            "json_object",
+            "json_schema",
+        )
+        tools = request.get("tools") if kind == "chat" else None
         outputs: list[tuple[list[str], str]] = []
+        # One entry per prompt: the function call made instead of text (streamed or not), or None.
+        self.tool_calls: list[dict[str, Any] | None] = []
         for prompt in prompts:
-            tokens = _split_tokens(answer(prompt, wrong=wrong))
+            wrong = wrong_all or wrong_by_rate(prompt, app.config.wrong_rate)
+            offered = tools if isinstance(tools, list) else []
+            call = tool_call_for(prompt, offered, request.get("tool_choice"), wrong=wrong)
+            self.tool_calls.append(call)
+            if call is not None:
+                outputs.append(([], "tool_calls"))
+                continue
+            # Structured output: the stand-in's JSON answer, {"answer": ...} (cut short when wrong).
+            tokens = _split_tokens(answer(prompt + (" (json)" if json_format else ""), wrong=wrong))
             if max_tokens is not None and len(tokens) > max_tokens:
                 outputs.append((tokens[:max_tokens], "length"))
             else:
@@ -749,15 +840,26 @@ class Handler(BaseHTTPRequestHandler):
             "completion_tokens": completion_tokens,
         }
         ids = app.next_id("chatcmpl" if kind == "chat" else "cmpl")
-        with app.metrics.track_running():
-            started = time.monotonic()
-            if request.get("stream"):
-                include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-                ttft = self._stream(kind, ids, served, outputs, usage if include_usage else None)
-            else:
-                ttft = self._respond(kind, ids, served, outputs, usage)
-            elapsed = time.monotonic() - started
-        app.metrics.finished([reason for _, reason in outputs], elapsed, ttft, prompt_tokens, completion_tokens)
+        # vLLM's TTFT and e2e latency include the time a request waited in the queue.
+        started = time.monotonic()
+        if app.slots is not None:
+            with app.metrics.track_waiting():
+                app.slots.acquire()
+        waited = time.monotonic() - started
+        try:
+            with app.metrics.track_running():
+                if request.get("stream"):
+                    include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+                    ttft = self._stream(kind, ids, served, outputs, usage if include_usage else None)
+                else:
+                    ttft = self._respond(kind, ids, served, outputs, usage)
+                elapsed = time.monotonic() - started
+        finally:
+            if app.slots is not None:
+                app.slots.release()
+        app.metrics.finished(
+            [reason for _, reason in outputs], elapsed, waited + ttft, prompt_tokens, completion_tokens
+        )
 
     def _respond(
         self,
@@ -768,18 +870,21 @@ class Handler(BaseHTTPRequestHandler):
         usage: dict[str, int],
     ) -> float:
         delay = self.app.config.latency_s
-        time.sleep(delay)
+        time.sleep(delay + self.app.config.ttft_s)
         choices: list[dict[str, Any]] = []
+        calls = getattr(self, "tool_calls", [])
         for index, (tokens, reason) in enumerate(outputs):
             text = "".join(tokens)
             if kind == "chat":
+                call = calls[index] if index < len(calls) else None
+                tool_calls = [{"id": f"call-{index}", "type": "function", "function": call}] if call else []
                 choices.append(
                     {
                         "index": index,
                         "finish_reason": reason,
                         "stop_reason": None,
                         "logprobs": None,
-                        "message": {"role": "assistant", "content": text, "tool_calls": []},
+                        "message": {"role": "assistant", "content": None if call else text, "tool_calls": tool_calls},
                     }
                 )
             else:
@@ -804,7 +909,7 @@ class Handler(BaseHTTPRequestHandler):
             },
         )
         count = max(1, max(len(tokens) for tokens, _ in outputs))
-        return delay / count
+        return self.app.config.ttft_s + delay / count
 
     def _stream(
         self,
@@ -829,6 +934,8 @@ class Handler(BaseHTTPRequestHandler):
         envelope = {"id": ident, "object": obj, "created": int(time.time()), "model": served}
         started = time.monotonic()
         ttft: float | None = None
+        token_times: list[float] = []
+        calls = getattr(self, "tool_calls", [])
 
         def event(payload: str) -> None:
             data = f"data: {payload}\n\n".encode()
@@ -853,22 +960,43 @@ class Handler(BaseHTTPRequestHandler):
                 }
             event(json.dumps({**envelope, "choices": [choice]}))
 
+        def call_chunk(index: int, call: dict[str, Any], piece: int) -> None:
+            # As vLLM streams a call: the name (with an id) first, then the arguments in pieces.
+            arguments = call["arguments"]
+            half = len(arguments) // 2
+            if piece == 0:
+                part: dict[str, Any] = {"index": 0, "id": f"call-{index}", "type": "function",
+                                        "function": {"name": call["name"], "arguments": ""}}  # fmt: skip
+            else:
+                text = arguments[:half] if piece == 1 else arguments[half:]
+                part = {"index": 0, "function": {"arguments": text}}
+            reason = "tool_calls" if piece == 2 else None
+            choice = {"index": index, "delta": {"tool_calls": [part]}, "logprobs": None, "finish_reason": reason}
+            event(json.dumps({**envelope, "choices": [choice]}))
+
         for index, (tokens, reason) in enumerate(outputs):
             if kind == "chat":
                 chunk(index, None, None)
-            for position, piece in enumerate(tokens):
-                time.sleep(per_token)
-                last = position == len(tokens) - 1
-                chunk(index, piece, reason if last else None)
+            call = calls[index] if index < len(calls) else None
+            pieces: list[Any] = [0, 1, 2] if call is not None else list(tokens)
+            for position, piece in enumerate(pieces):
+                time.sleep(per_token + (config.ttft_s if ttft is None else 0.0))
+                last = position == len(pieces) - 1
+                if call is not None:
+                    call_chunk(index, call, piece)
+                else:
+                    chunk(index, piece, reason if last else None)
+                token_times.append(time.monotonic())
                 if ttft is None:
                     ttft = time.monotonic() - started
-            if not tokens:
+            if not pieces:
                 chunk(index, "", reason)
         if usage is not None:
             event(json.dumps({**envelope, "choices": [], "usage": usage}))
         event("[DONE]")
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
+        self.app.metrics.observe_itl([b - a for a, b in itertools.pairwise(token_times)])
         return ttft if ttft is not None else time.monotonic() - started
 
 

@@ -78,7 +78,7 @@ validation:
         ),
         (
             "validation: {prompts: [{name: a}]}\n",
-            "validation.prompts[0]: give exactly one of chat (a chat message) or prompt",
+            "validation.prompts[0]: give exactly one of chat (a chat message), messages (a conversation) or prompt",
         ),
         ("validation: {prompts: [{name: a, chat: x, prompt: y}]}\n", "give exactly one of chat"),
         (

@@ -1,0 +1,96 @@
+"""Markdown of an LLM evaluation: figures per colour, the gates against live, and each eval set's results.
+
+Prompt names, failures and answers come from files and models: every one is escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from bgdeploy.plan.evaluation import ColourScore, DatasetResult
+from bgdeploy.plan.verdict import Check, Verdict, format_rate, format_seconds
+
+_MARK = {True: "✅", False: "❌"}
+
+
+def _seconds(value: float | None) -> str:
+    return format_seconds(value) if value is not None else "-"
+
+
+def colour_table(green: Verdict, live: Verdict | None, green_name: str, live_name: str) -> list[str]:
+    rows = [
+        "| colour | pass rate | errors | TTFT p50 | TTFT p95 | ITL p95 | tokens/s | latency p95 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, verdict in ((green_name, green), (live_name, live)):
+        if verdict is None:
+            continue
+        rate = f"{verdict.tokens_per_s:.1f}" if verdict.tokens_per_s is not None else "-"
+        rows.append(
+            f"| {name} | {format_rate(verdict.pass_rate)} | {format_rate(verdict.error_rate)} | "
+            f"{_seconds(verdict.ttft_p50_s)} | {_seconds(verdict.ttft_p95_s)} | {_seconds(verdict.itl_p95_s)} | "
+            f"{rate} | {_seconds(verdict.p95_latency_s)} |"
+        )
+    return rows
+
+
+def _mark(check: Check) -> str:
+    if check.judged:
+        return _MARK[check.ok]
+    return "⏭️ skipped" if check.actual.startswith("skipped") else "⚪ not judged"
+
+
+def relative_table(checks: list[Check]) -> list[str]:
+    if not checks:
+        return []
+    rows = ["| gate against live | limit | measured | |", "| --- | --- | --- | --- |"]
+    rows += [f"| {c.name} | {c.limit} | {c.actual} | {_mark(c)} |" for c in checks]
+    return rows
+
+
+def _score(score: ColourScore | None) -> str:
+    if score is None:
+        return "-"
+    return f"{format_rate(score.pass_rate)} ({score.passed}/{score.asked})"
+
+
+def dataset_tables(
+    datasets: list[DatasetResult], green_name: str, live_name: str, escape: Callable[[str, int], str]
+) -> list[str]:
+    if not datasets:
+        return []
+    rows = [
+        f"| eval set | asked | {green_name} pass rate | {live_name} pass rate |",
+        "| --- | --- | --- | --- |",
+    ]
+    for d in datasets:
+        asked = f"{d.asked} of {d.total}" + (f" (sample, seed {d.seed})" if d.sample is not None else "")
+        rows.append(f"| {escape(d.path, 80)} | {asked} | {_score(d.green)} | {_score(d.live)} |")
+    for d in datasets:
+        for colour, score in ((green_name, d.green), (live_name, d.live)):
+            if score is None or not score.failing:
+                continue
+            more = score.failing_total - len(score.failing)
+            rows += [
+                "",
+                f"Failing on {colour} in {escape(d.path, 80)}"
+                + (f" (first {len(score.failing)} of {score.failing_total})" if more else "")
+                + ":",
+                "",
+                "| prompt | why | answer |",
+                "| --- | --- | --- |",
+            ]
+            rows += [
+                f"| {escape(f.name, 60)} | {escape('; '.join(f.failures), 160)} | {escape(f.answer, 120)} |"
+                for f in score.failing
+            ]
+    return rows
+
+
+def inline_only(verdict: Verdict, datasets: list[DatasetResult]) -> Verdict:
+    """The verdict without the eval sets' prompts (named `PATH:...`): those are summed up per dataset instead."""
+    if not datasets:
+        return verdict
+    prefixes = tuple(d.path + ":" for d in datasets)
+    return replace(verdict, results=tuple(r for r in verdict.results if not r.name.startswith(prefixes)))

@@ -1,0 +1,168 @@
+"""Judging a model as an LLM on the testbed: eval sets, gates relative to the live colour, streamed TTFT.
+
+Timing gates use the stand-in's configured delays with wide margins (20× against a limit of 2×), so that a
+loaded machine cannot flip a verdict; the pass-rate gate depends only on which prompts the stand-in gets
+wrong, which is decided by the prompts' text.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.integration.deployments import Deployment, failed, ok
+
+pytestmark = pytest.mark.integration
+
+FAKEVLLM_PATH = Path(__file__).resolve().parents[1] / "fakevllm" / "fakevllm.py"
+WRONG_RATE = "0.3"
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_capital",
+        "parameters": {"type": "object", "properties": {"country": {"type": "string"}}, "required": ["country"]},
+    },
+}
+LLM_PROMPTS = [
+    {"name": "capital", "chat": "What is the capital of France?", "expect": {"contains": "Paris"}},
+    {
+        "name": "multi-turn",
+        "system": "Answer briefly.",
+        "messages": [
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Hi, how can I help?"},
+            {"role": "user", "content": "What is the capital of Japan?"},
+        ],
+        "expect": {"contains": "Tokyo"},
+    },
+    {
+        "name": "tool",
+        "chat": "Look up the capital of Kenya with the tool.",
+        "tools": [TOOL],
+        "tool_choice": "required",
+        "expect": {"tool_call": {"name": "get_capital", "arguments_schema": TOOL["function"]["parameters"]}},
+    },
+    {
+        "name": "structured",
+        "chat": "What is the capital of Italy?",
+        "response_format": {"type": "json_object"},
+        "expect": {
+            "json_schema": {"type": "object", "required": ["answer"], "properties": {"answer": {"type": "string"}}}
+        },
+    },
+]
+
+
+def _fakevllm() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("fakevllm", FAKEVLLM_PATH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("fakevllm", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def eval_set(path: Path, size: int, wrong: int) -> None:
+    """`size` arithmetic prompts of which exactly `wrong` are ones the stand-in gets wrong at WRONG_RATE."""
+    fakevllm = _fakevllm()
+    right_ones: list[str] = []
+    wrong_ones: list[str] = []
+    a = 0
+    while len(right_ones) < size - wrong or len(wrong_ones) < wrong:
+        a += 1
+        text = f"What is {a} + {a * 7}?"
+        line = json.dumps({"chat": text, "max_tokens": 16, "expect": {"regex": rf"\b{a * 8}\b"}})
+        bucket = wrong_ones if fakevllm.wrong_by_rate(text, float(WRONG_RATE)) else right_ones
+        bucket.append(line)
+    lines = right_ones[: size - wrong] + wrong_ones[:wrong]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(sorted(lines)) + "\n")
+
+
+def result(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def gates(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in data["relative"]}
+
+
+def test_a_green_that_loses_five_points_against_live_is_refused_and_an_equal_one_goes(
+    dep: Deployment, tmp_path: Path
+) -> None:
+    eval_set(dep.workdir / "evals" / "arith.jsonl", 200, wrong=10)
+    validation = {
+        "concurrency": 8,
+        "prompts": [LLM_PROMPTS[0]],
+        "datasets": [{"path": "evals/arith.jsonl", "sample": 200, "seed": 7}],
+        "thresholds": {"pass_rate": 0.9, "min_pass_rate_vs_live": -0.02},
+    }
+    dep.write("acme/chat-v1", validation=validation)
+    out = ok(dep.run("deploy", "--json", str(tmp_path / "v1.json")))
+    first = result(tmp_path / "v1.json")
+    assert first["relative"][0]["actual"] == "skipped: nothing is live", out
+    assert first["datasets"][0]["asked"] == 200 and first["datasets"][0]["green"]["pass_rate"] == 1.0
+
+    # Green gets exactly 10 of the 200 wrong: 95% passes the absolute 90%, but it is 5 points below live.
+    dep.write("acme/chat-v2", env={"FAKEVLLM_WRONG_RATE": WRONG_RATE}, validation=validation)
+    report = tmp_path / "v2.md"
+    out = failed(dep.run("deploy", "--json", str(tmp_path / "v2.json"), "--report", str(report)))
+    assert "worse than live" in out and "pass rate vs live" in out
+    refused = result(tmp_path / "v2.json")
+    gate = gates(refused)["pass rate vs live"]
+    # 191 of 201 (the inline prompt included) against 201 of 201.
+    assert gate["ok"] is False and gate["actual"] == "−4.98% (95.02% vs 100%)", gate
+    data = refused["datasets"][0]
+    assert data["green"]["passed"] == 190 and data["live"]["passed"] == 200
+    assert data["green"]["failing_total"] == 10 and len(data["green"]["failing"]) == 10
+    text = report.read_text()
+    assert "| pass rate vs live | ≥ live −2% | −4.98% (95.02% vs 100%) | ❌ |" in text, text
+    assert "| evals/arith.jsonl | 200 of 200 (sample, seed 7) | 95% (190/200) | 100% (200/200) |" in text, text
+    assert "Failing on green in evals/arith.jsonl" in text
+    assert dep.serving_model() == "acme/chat-v1", "the refused green never took traffic"
+
+    dep.write("acme/chat-v3", validation=validation)
+    ok(dep.run("deploy", "--json", str(tmp_path / "v3.json")))
+    assert gates(result(tmp_path / "v3.json"))["pass rate vs live"]["ok"] is True
+    assert dep.serving_model() == "acme/chat-v3"
+
+
+def test_tool_and_json_prompts_and_a_green_with_twenty_times_the_ttft(dep: Deployment, tmp_path: Path) -> None:
+    validation = {
+        "concurrency": 2,
+        "prompts": LLM_PROMPTS,
+        "thresholds": {"max_ttft_p95_vs_live": 2.0},
+    }
+    # Wrong answers: the tool is called without arguments and the JSON is cut short, so both fail.
+    dep.write("acme/chat-v0", env={"FAKEVLLM_FAULT": "wrong-answers"}, validation=validation)
+    failed(dep.run("deploy", "--json", str(tmp_path / "v0.json")))
+    results = {r["name"]: r for r in result(tmp_path / "v0.json")["validation"]["results"]}
+    assert results["tool"]["failures"] == [
+        "the arguments of 'get_capital' does not match its schema: 'country' is a required property"
+    ]
+    assert results["structured"]["failures"][0].startswith("not valid JSON for json_schema")
+
+    dep.write("acme/chat-v1", env={"FAKEVLLM_TTFT_MS": "100"}, validation=validation)
+    ok(dep.run("deploy", "--json", str(tmp_path / "v1.json")))
+    good = result(tmp_path / "v1.json")
+    assert all(r["passed"] for r in good["validation"]["results"]), good["validation"]["results"]
+    assert good["validation"]["ttft_p95_s"] >= 0.1
+
+    dep.write("acme/chat-v2", env={"FAKEVLLM_TTFT_MS": "2000"}, validation=validation)
+    out = failed(dep.run("deploy", "--json", str(tmp_path / "v2.json")))
+    slow = result(tmp_path / "v2.json")
+    gate = gates(slow)["TTFT p95 vs live"]
+    assert gate["ok"] is False, (gate, out)
+    assert slow["validation"]["ttft_p95_s"] >= 2.0 and slow["live_validation"]["ttft_p95_s"] >= 0.1
+    assert all(r["passed"] for r in slow["validation"]["results"]), "it answers as well as live"
+    answer = slow["validation"]["results"][0]["answer"]
+    assert answer["ttft_s"] >= 2.0 and answer["output_tokens"] == 6 and answer["tokens_per_s"] > 0
+    assert dep.serving_model() == "acme/chat-v1"

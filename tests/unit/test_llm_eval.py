@@ -1,0 +1,320 @@
+"""Eval sets (parsing, sampling, confinement), structured answers, streamed figures and the gates against live."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bgdeploy.errors import SpecError
+from bgdeploy.plan.evaluation import agreement, dataset_result, relative_gates
+from bgdeploy.plan.evaluation_report import dataset_tables, relative_table
+from bgdeploy.plan.structured import ToolCall
+from bgdeploy.plan.verdict import Answer, Verdict, judge, judge_answer
+from bgdeploy.spec import parse_spec_text
+from bgdeploy.spec.models import Prompt, Thresholds
+from bgdeploy.transports.http import StreamReader, request_body
+from bgdeploy.untrusted.markdown import escape_inline
+from tests.unit.conftest import MINIMAL
+
+CAPITAL = {"chat": "What is the capital of France?", "expect": {"contains": "Paris"}}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+def write_lines(path: Path, lines: list[Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+
+
+def spec_with(tmp_path: Path, datasets: str, extra: str = "") -> str:
+    (tmp_path / ".git").mkdir(exist_ok=True)
+    text = MINIMAL + f"validation:\n  datasets: {datasets}\n{extra}"
+    spec = tmp_path / "bluegreen.yaml"
+    spec.write_text(text)
+    return str(spec)
+
+
+def load(path: str) -> Any:
+    return parse_spec_text(Path(path).read_text(), path, environ={})
+
+
+def problems(path: str) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        load(path)
+    return caught.value.render().splitlines()
+
+
+# --- eval sets ------------------------------------------------------------------------------------------
+
+
+def test_a_dataset_is_sampled_with_its_seed_the_same_way_every_time(tmp_path: Path) -> None:
+    write_lines(tmp_path / "evals/chat.jsonl", [{"chat": f"What is {i}+1?"} for i in range(300)])
+    path = spec_with(tmp_path, "[{path: evals/chat.jsonl, sample: 20, seed: 7}]")
+    first = load(path).datasets[0]
+    again = load(path).datasets[0]
+    assert first.total == 300 and len(first.prompts) == 20
+    assert [p.name for p in first.prompts] == [p.name for p in again.prompts]
+    # In file order, named PATH:LINE, and not simply the first 20 lines.
+    lines = [int(p.name.rsplit(":", 1)[1]) for p in first.prompts]
+    assert lines == sorted(lines) and max(lines) > 20
+    other = spec_with(tmp_path, "[{path: evals/chat.jsonl, sample: 20, seed: 8}]")
+    assert [p.name for p in load(other).datasets[0].prompts] != [p.name for p in first.prompts]
+
+
+def test_without_sample_every_prompt_is_asked_and_named_lines_keep_their_name(tmp_path: Path) -> None:
+    write_lines(tmp_path / "evals/a.jsonl", [CAPITAL, "", {"name": "sum", "chat": "What is 2+2?"}])
+    loaded = load(spec_with(tmp_path, "[{path: evals/a.jsonl}]"))
+    assert [p.name for p in loaded.datasets[0].prompts] == ["evals/a.jsonl:1", "evals/a.jsonl:sum"]
+
+
+def test_bad_lines_are_reported_as_file_line_with_the_specs_other_problems(tmp_path: Path) -> None:
+    write_lines(
+        tmp_path / "evals/a.jsonl",
+        [
+            CAPITAL,
+            "{not json",
+            {"chat": "x", "expct": {}},
+            [1, 2],
+            {"prompt": "p", "tools": [WEATHER_TOOL]},
+            {"chat": "w", "tools": [WEATHER_TOOL], "expect": {"tool_call": {"name": "get_wether"}}},
+            {"chat": "j", "expect": {"json_schema": {"type": 5}}},
+            {"chat": "m", "chat2": 1} | {"messages": [{"role": "user", "content": "hi"}]},
+        ],
+    )
+    found = problems(spec_with(tmp_path, "[{path: evals/a.jsonl}]", "  concurrency: 0\n"))
+    text = "\n".join(found)
+    assert "bluegreen.yaml:12:16: validation.concurrency" in text, text
+    file = os.path.join(str(tmp_path), "evals/a.jsonl")
+    assert f"{file}:2:2: not JSON" in text
+    assert f"{file}:3:1: expct: unknown key 'expct'; did you mean 'expect'?" in text
+    assert f"{file}:4:1: a line must be a JSON object" in text
+    assert f"{file}:5:1: tools: tools is only used with chat or messages" in text
+    assert f"{file}:6:1: expect.tool_call.name: 'get_wether' is not among the prompt's tools" in text
+    assert f"{file}:7:1: expect.json_schema: not a valid JSON Schema" in text
+    assert f"{file}:8:1: chat2: unknown key 'chat2'; did you mean 'chat'?" in text
+
+
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [("../outside.jsonl", "must not contain `..`"), ("evals/../../outside.jsonl", "must not contain `..`")],
+)
+def test_a_dataset_cannot_leave_the_checkout(tmp_path: Path, written: str, why: str) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    write_lines(tmp_path / "outside.jsonl", [CAPITAL])
+    found = problems(spec_with(repo, f"[{{path: {json.dumps(written)}}}]"))
+    assert any(why in line and "validation.datasets[0].path" in line for line in found), found
+
+
+def test_an_absolute_path_is_a_schema_error(tmp_path: Path) -> None:
+    found = problems(spec_with(tmp_path, "[{path: /etc/passwd}]"))
+    assert any("validation.datasets[0].path" in line for line in found), found
+
+
+def test_a_symlink_out_of_the_checkout_is_refused(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "evals").mkdir(parents=True)
+    write_lines(tmp_path / "secret.jsonl", [CAPITAL])
+    (repo / "evals/chat.jsonl").symlink_to(tmp_path / "secret.jsonl")
+    found = problems(spec_with(repo, "[{path: evals/chat.jsonl}]"))
+    assert any("outside the repository checkout" in line for line in found), found
+
+
+def test_github_workspace_is_the_checkout_when_it_holds_the_spec(tmp_path: Path) -> None:
+    sub = tmp_path / "deploy"
+    sub.mkdir()
+    write_lines(tmp_path / "shared/evals.jsonl", [CAPITAL])
+    text = MINIMAL + "validation:\n  datasets: [{path: ../shared/evals.jsonl}]\n"
+    with pytest.raises(SpecError):  # `..` is refused even inside the workspace
+        parse_spec_text(text, str(sub / "bluegreen.yaml"), environ={"GITHUB_WORKSPACE": str(tmp_path)})
+
+
+def test_a_missing_or_empty_dataset_is_a_problem_at_its_path(tmp_path: Path) -> None:
+    write_lines(tmp_path / "evals/empty.jsonl", [""])
+    found = problems(spec_with(tmp_path, "[{path: evals/missing.jsonl}, {path: evals/empty.jsonl}]"))
+    text = "\n".join(found)
+    assert "evals/missing.jsonl: no such file" in text
+    assert "empty.jsonl:1:1: the eval set has no prompts" in text
+
+
+def test_relative_gates_need_compare_with_live_and_ttft_needs_streaming(tmp_path: Path) -> None:
+    write_lines(tmp_path / "evals/a.jsonl", [CAPITAL])
+    extra = "  compare_with_live: false\n  stream: false\n  thresholds: {min_pass_rate_vs_live: -0.02, ttft_p95: 1s}\n"
+    text = "\n".join(problems(spec_with(tmp_path, "[{path: evals/a.jsonl}]", extra)))
+    assert "min_pass_rate_vs_live compares green with the live colour" in text
+    assert "ttft_p95 needs streamed validation" in text
+
+
+# --- structured answers ---------------------------------------------------------------------------------
+
+
+def chat(**extra: Any) -> Prompt:
+    return Prompt.model_validate({"name": "p", "chat": "What is the weather in Paris?", **extra})
+
+
+def answer(text: str | None = "", calls: tuple[ToolCall, ...] = (), **extra: Any) -> Answer:
+    return Answer(
+        "p",
+        text,
+        0.5,
+        200 if text is not None else 500,
+        None if text is not None else "HTTP 500",
+        tool_calls=calls,
+        **extra,
+    )
+
+
+def test_a_tool_call_must_name_the_tool_and_match_the_arguments_schema() -> None:
+    schema = {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}
+    p = chat(tools=[WEATHER_TOOL], expect={"tool_call": {"name": "get_weather", "arguments_schema": schema}})
+    assert judge_answer(p, answer(calls=(ToolCall("get_weather", '{"city": "Paris"}'),))).passed
+    assert judge_answer(p, answer("It is sunny.")).failures == ("no call to tool 'get_weather' (calls made: none)",)
+    missing = judge_answer(p, answer(calls=(ToolCall("get_weather", "{}"),))).failures
+    assert missing == ("the arguments of 'get_weather' does not match its schema: 'city' is a required property",)
+    broken = judge_answer(p, answer(calls=(ToolCall("get_weather", '{"city":'),))).failures
+    assert broken[0].startswith("the arguments of 'get_weather' are not JSON")
+
+
+def test_json_schema_answers() -> None:
+    schema = {"type": "object", "required": ["answer"], "properties": {"answer": {"type": "string"}}}
+    p = chat(response_format={"type": "json_object"}, expect={"json_schema": schema})
+    assert judge_answer(p, answer('{"answer": "Paris"}')).passed
+    assert judge_answer(p, answer('{"answer": 3}')).failures == (
+        "the answer does not match its schema: 3 is not of type 'string' at answer",
+    )
+    assert judge_answer(p, answer('```json\n{"answer": "x"}```')).failures[0].startswith("not valid JSON")
+
+
+def test_request_body_carries_conversation_tools_and_stream_options() -> None:
+    p = Prompt.model_validate(
+        {
+            "name": "p",
+            "system": "be brief",
+            "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
+                         {"role": "user", "content": "weather?"}],
+            "tools": [WEATHER_TOOL],
+            "tool_choice": "required",
+            "response_format": {"type": "json_object"},
+        }
+    )  # fmt: skip
+    path, body = request_body(p, "chat", stream=True)
+    assert path == "/v1/chat/completions"
+    assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
+    assert body["tools"] == [WEATHER_TOOL] and body["tool_choice"] == "required"
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+
+
+def sse(payload: Any) -> str:
+    return "data: " + json.dumps(payload)
+
+
+def call(**function: str) -> dict[str, Any]:
+    return {"index": 0, "function": function}
+
+
+def test_stream_reader_measures_ttft_itl_tokens_and_tool_calls() -> None:
+    reader = StreamReader(chat=True)
+    events = [
+        (sse({"choices": [{"delta": {"role": "assistant", "content": ""}}]}), 0.05),
+        ("", 0.05),
+        (sse({"choices": [{"delta": {"content": "The"}}]}), 0.5),
+        (sse({"choices": [{"delta": {"content": " capital"}}]}), 0.7),
+        (sse({"choices": [{"delta": {"tool_calls": [call(name="f", arguments='{"a"')]}}]}), 0.9),
+        (sse({"choices": [{"delta": {"tool_calls": [call(arguments=": 1}")]}}]}), 1.1),
+        (sse({"choices": [], "usage": {"completion_tokens": 9}}), 1.2),
+    ]  # fmt: skip
+    for line, at in events:
+        assert reader.feed(line, at)
+    assert not reader.feed("data: [DONE]", 1.3)
+    assert reader.text() == "The capital"
+    assert reader.times == [0.5, 0.7, 0.9, 1.1]  # role-only and usage chunks are not tokens
+    assert reader.usage_tokens == 9 and reader.chunks == 4
+    assert reader.calls() == (ToolCall("f", '{"a": 1}'),)
+
+
+def test_stream_reader_refuses_garbage() -> None:
+    reader = StreamReader(chat=False)
+    assert not reader.feed("data: {oops", 0.1)
+    assert reader.broken is not None and "not JSON" in reader.broken
+
+
+# --- figures and gates against live ---------------------------------------------------------------------
+
+
+def prompts(n: int) -> list[Prompt]:
+    return [Prompt.model_validate({"name": f"p{i}", "chat": "x", "expect": {"contains": "yes"}}) for i in range(n)]
+
+
+def verdict(ps: list[Prompt], good: int, ttft: float, itl: float = 0.02, latency: float = 1.0, **thr: Any) -> Verdict:
+    answers = [
+        Answer(p.name, "yes" if i < good else "no", latency, 200, None, ttft_s=ttft, itl_s=itl, output_tokens=10,
+               tokens_per_s=10 / latency)
+        for i, p in enumerate(ps)
+    ]  # fmt: skip
+    return judge(ps, answers, Thresholds(pass_rate=0, **thr))
+
+
+def test_stream_figures_and_absolute_gates() -> None:
+    ps = prompts(20)
+    v = verdict(ps, 20, ttft=0.3, itl=0.05, ttft_p95=0.25, itl_p95=0.1)
+    assert v.ttft_p95_s == 0.3 and v.ttft_p50_s == 0.3 and v.itl_p95_s == 0.05 and v.tokens_per_s == 10
+    by_name = {c.name: c for c in v.checks}
+    assert not by_name["TTFT p95"].ok and by_name["ITL p95"].ok and not v.passed
+
+
+def test_a_green_that_loses_more_than_allowed_is_refused_and_an_equal_one_goes() -> None:
+    ps = prompts(100)
+    live = verdict(ps, 95, ttft=0.2)
+    worse = relative_gates(Thresholds(min_pass_rate_vs_live=-0.02), ps, verdict(ps, 90, ttft=0.2), live)
+    assert [(c.ok, c.actual) for c in worse] == [(False, "−5% (90% vs 95%)")]
+    same = relative_gates(Thresholds(min_pass_rate_vs_live=-0.02), ps, verdict(ps, 94, ttft=0.2), live)
+    assert same[0].ok
+
+
+def test_ttft_itl_latency_ratios_and_agreement() -> None:
+    ps = prompts(20)
+    live = verdict(ps, 20, ttft=0.2, itl=0.02, latency=1.0)
+    green = verdict(ps, 18, ttft=0.5, itl=0.02, latency=1.1)
+    thresholds = Thresholds(
+        max_ttft_p95_vs_live=1.2, max_itl_p95_vs_live=1.2, max_latency_p95_vs_live=1.2, min_agreement_with_live=0.95
+    )
+    checks = {c.name: c for c in relative_gates(thresholds, ps, green, live)}
+    assert not checks["TTFT p95 vs live"].ok and checks["TTFT p95 vs live"].actual.startswith("2.50×")
+    assert checks["ITL p95 vs live"].ok and checks["latency p95 vs live"].ok
+    assert not checks["agreement with live"].ok and checks["agreement with live"].actual == "90% (18 of 20 prompts)"
+    assert agreement(ps, green, green).rate == 1.0
+
+
+def test_with_nothing_live_gates_are_skipped_and_said_and_missing_figures_are_not_judged() -> None:
+    ps = prompts(5)
+    thresholds = Thresholds(min_pass_rate_vs_live=0, max_ttft_p95_vs_live=1.5)
+    skipped = relative_gates(thresholds, ps, verdict(ps, 5, ttft=0.1), None, no_live_reason="nothing is live")
+    assert [(c.ok, c.judged, c.actual) for c in skipped] == [
+        (True, False, "skipped: nothing is live"),
+        (True, False, "skipped: nothing is live"),
+    ]
+    live = judge(ps, [Answer(p.name, "yes", 1.0, 200, None) for p in ps], Thresholds())  # not streamed
+    unjudged = relative_gates(Thresholds(max_ttft_p95_vs_live=1.5), ps, verdict(ps, 5, ttft=0.1), live)
+    assert unjudged[0].judged is False and unjudged[0].actual == "not judged: no TTFT measured on live"
+    assert "⚪ not judged" in "\n".join(relative_table(list(unjudged)))
+
+
+def test_dataset_results_list_failing_prompts_escaped_first_n() -> None:
+    ps = [Prompt.model_validate({"name": "L1", "chat": "x", "expect": {"contains": "yes"}}).model_copy(
+        update={"name": f"evals/a.jsonl:{i}"}) for i in range(1, 8)]  # fmt: skip
+    answers = [Answer(p.name, "no <b>@team</b> | x", 0.1, 200, None) for p in ps]
+    green = judge(ps, answers, Thresholds(pass_rate=0))
+    result = dataset_result("evals/a.jsonl", 50, [p.name for p in ps], 7, 1, green, None, shown=3)
+    assert result.green.failing_total == 7 and len(result.green.failing) == 3
+    table = "\n".join(dataset_tables([result], "green", "blue", escape_inline))
+    assert "7 of 50 (sample, seed 1)" in table and "(first 3 of 7)" in table
+    assert "<b>" not in table and "@\u200dteam" in table and "\\|" in table
