@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 
 from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
-from bgdeploy.plan.evaluation_report import colour_table, dataset_tables, inline_only, relative_table
 from bgdeploy.plan.result import Result
 from bgdeploy.plan.verdict import PromptResult, Verdict, format_rate, format_seconds
 from bgdeploy.report.live import breach_text
@@ -160,21 +159,6 @@ def _plain(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def _policy(result: Result) -> list[str]:
-    """The host policy's verdict; a refusal lists every violation, located in the spec."""
-    verdict = result.policy
-    if verdict is None or not verdict.found:
-        return []  # no policy: the warning says so
-    if not verdict.problems:
-        return [f"Policy: {escape_inline(verdict.summary(), 300)}", ""]
-    rows = [
-        f"| {p.line}:{p.column} | {escape_inline(p.path or '-', 80)} | {escape_inline(p.message, 400)} |"
-        for p in verdict.problems
-    ]
-    head = f"**Host policy**: {escape_inline(verdict.summary(), 300)}; nothing was changed."
-    return [head, "", "| line | key | violation |", "| --- | --- | --- |", *rows, ""]
-
-
 def render(result: Result) -> str:
     lines = [f"### bgdeploy {code_span(result.name, 60)}: {result.command}", "", headline(result), ""]
     plan = result.plan
@@ -186,21 +170,14 @@ def render(result: Result) -> str:
         lines += ["GPUs on the host:", *[f"- {escape_inline(g, 200)}" for g in result.gpu_lines], ""]
     if plan is not None and plan.blockers:
         lines += ["**Preflight blockers:**", *[f"- {escape_inline(b, 400)}" for b in plan.blockers], ""]
-    lines += _policy(result)
     if plan is not None and result.command == "plan":
         lines += ["Steps:", "", *[f"    {code_line(s.render(i))}" for i, s in enumerate(plan.steps, start=1)], ""]
     if result.validation is not None:
         new = result.target.colour if result.target else "new"
         old = result.previous_colour or "live"
         lines += [f"#### Validation of {new}", ""]
-        lines += [*colour_table(result.validation, result.live_validation, new, old), ""]
-        green = inline_only(result.validation, result.datasets)
-        live = inline_only(result.live_validation, result.datasets) if result.live_validation else None
-        if green.results:
-            lines += [*_verdict_rows(green, live, new, old), ""]
-        lines += [*_checks(result.validation), ""]
-        lines += [*relative_table(result.relative), ""]
-        lines += [*dataset_tables(result.datasets, new, old, escape_inline), ""]
+        lines += _verdict_rows(result.validation, result.live_validation, new, old)
+        lines += ["", *_checks(result.validation), ""]
     if result.smoke is not None:
         lines += ["#### Smoke test through the router", "", *_verdict_rows(result.smoke, None, "result", ""), ""]
     if result.canary:

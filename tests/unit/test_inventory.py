@@ -142,3 +142,15 @@ def test_network_pool_exhaustion_names_the_cause_and_the_fix() -> None:
     message = str(caught.value)
     assert "no free address pool" in message and "bgdeploy remove" in message
     assert "default-address-pools" in message and "non-overlapping" in message
+
+
+def test_the_headline_of_a_removal() -> None:
+    from bgdeploy.plan.result import Result
+    from bgdeploy.report.markdown import headline
+
+    assert headline(Result("remove", "chat", "removed"), markdown=False).endswith(
+        "Removed: chat is gone from the host (router, colours, network, logs)"
+    )
+    assert "nothing of chat was on the host" in headline(Result("remove", "chat", "unchanged"), markdown=False)
+    failed = headline(Result("remove", "chat", "failed", failure="nginx -t refused"), markdown=False)
+    assert "Remove failed" in failed and "nginx -t refused" in failed and "nothing was live" not in failed
