@@ -15,6 +15,7 @@ from bgdeploy.execute.deploy import deploy, make_plan
 from bgdeploy.execute.lock import GuardedClock, HostLock, default_owner, force_unlock
 from bgdeploy.execute.resume import abort, promote
 from bgdeploy.execute.rollback import rollback
+from bgdeploy.execute.router import rotate_access_log
 from bgdeploy.execute.session import Output, Session
 from bgdeploy.execute.state_file import append_history
 from bgdeploy.execute.status import status
@@ -105,6 +106,7 @@ def _locked(
         if problems:
             # Never guess from a damaged record: it may hide a canary in progress or the release to roll back to.
             raise DeployFailed(damaged_message(session.layout.state_file, problems) + "; nothing was changed")
+        _bound_access_log(session)
         work(session)
     except DeployFailed as exc:
         result.outcome = "failed"
@@ -126,6 +128,15 @@ def _locked(
             if warning not in result.warnings:
                 session.warn(warning)
     return result
+
+
+def _bound_access_log(session: Session) -> None:
+    """Every command that takes the lock rotates an access log past router.access_log_max (not only a deploy
+    that moves traffic), so that any run (an unchanged deploy from a schedule, say) keeps it bounded."""
+    try:
+        rotate_access_log(session)
+    except BgdeployError as exc:
+        session.warn(f"could not rotate the router's access log: {exc}")
 
 
 def run_deploy(session: Session, *, force: bool, lock_wait: float, unlock: bool, preview: bool = False) -> Result:

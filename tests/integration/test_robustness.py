@@ -134,3 +134,20 @@ def test_a_lock_that_cannot_be_kept_rolls_the_deploy_back(dep: Deployment) -> No
     assert "the deploy lock could not be kept" in out and "rollback: removing green" in out, out
     assert dep.container_status("green") == "absent"
     assert dep.serving_model() == "acme/chat-v1"
+
+
+def test_the_access_log_is_bounded_by_every_command_not_only_by_deploys_that_move_traffic(dep: Deployment) -> None:
+    dep.write("acme/chat-v1", router={"access_log_max": "4k"})
+    ok(dep.run("deploy"))
+    log = dep.state_dir() / "router" / "logs" / "access.log"
+    deadline = time.monotonic() + 60
+    while (not log.exists() or log.stat().st_size <= 4096) and time.monotonic() < deadline:
+        assert dep.chat().status_code == 200
+    assert log.stat().st_size > 4096
+    out = ok(dep.run("deploy"))  # unchanged: no traffic moves, the log is still rotated
+    assert "Unchanged" in out and "router: rotated the access log" in out, out
+    assert log.with_name("access.log.1").stat().st_size > 4096
+    before = log.stat().st_size if log.exists() else 0
+    assert before < 4096
+    dep.chat()
+    dep.wait_for(lambda: log.exists() and log.stat().st_size > before, 30, "nginx to log into the reopened file")
