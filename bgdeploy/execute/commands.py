@@ -89,7 +89,9 @@ def _locked(
     start = time.monotonic()
     # The host policy first: a spec that breaks it changes nothing, not even the lock.
     with session.phase("policy"):
-        result.policy = enforce_policy(session.host, session.loaded, session.environ, session.warn)
+        # Recorded before the refusal, so that the report and the PR comment list every violation.
+        result.policy = check_policy(session.host, session.loaded, session.environ)
+        enforce_policy(result.policy, session.loaded, session.warn)
     if unlock:
         holder = force_unlock(session.host, session.layout.lock_file)
         if holder:

@@ -100,13 +100,9 @@ def check_policy(host: Host, loaded: LoadedSpec, environ: Mapping[str, str]) -> 
     return PolicyVerdict(path, found=True, problems=problems)
 
 
-def enforce_policy(
-    host: Host, loaded: LoadedSpec, environ: Mapping[str, str], warn: Callable[[str], None]
-) -> PolicyVerdict:
+def enforce_policy(verdict: PolicyVerdict, loaded: LoadedSpec, warn: Callable[[str], None]) -> None:
     """Before any change: refuse a spec that breaks the host policy, with every violation located."""
-    verdict = check_policy(host, loaded, environ)
     if not verdict.found:
         warn(NO_POLICY_WARNING.format(path=verdict.path))
     elif verdict.problems:
         raise PolicyViolation(loaded.path, verdict.problems, verdict.path)
-    return verdict

@@ -159,6 +159,21 @@ def _plain(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+def _policy(result: Result) -> list[str]:
+    """The host policy's verdict; a refusal lists every violation, located in the spec."""
+    verdict = result.policy
+    if verdict is None or not verdict.found:
+        return []  # no policy: the warning says so
+    if not verdict.problems:
+        return [f"Policy: {escape_inline(verdict.summary(), 300)}", ""]
+    rows = [
+        f"| {p.line}:{p.column} | {escape_inline(p.path or '-', 80)} | {escape_inline(p.message, 400)} |"
+        for p in verdict.problems
+    ]
+    head = f"**Host policy**: {escape_inline(verdict.summary(), 300)}; nothing was changed."
+    return [head, "", "| line | key | violation |", "| --- | --- | --- |", *rows, ""]
+
+
 def render(result: Result) -> str:
     lines = [f"### bgdeploy {code_span(result.name, 60)}: {result.command}", "", headline(result), ""]
     plan = result.plan
@@ -170,6 +185,7 @@ def render(result: Result) -> str:
         lines += ["GPUs on the host:", *[f"- {escape_inline(g, 200)}" for g in result.gpu_lines], ""]
     if plan is not None and plan.blockers:
         lines += ["**Preflight blockers:**", *[f"- {escape_inline(b, 400)}" for b in plan.blockers], ""]
+    lines += _policy(result)
     if plan is not None and result.command == "plan":
         lines += ["Steps:", "", *[f"    {code_line(s.render(i))}" for i, s in enumerate(plan.steps, start=1)], ""]
     if result.validation is not None:

@@ -91,8 +91,9 @@ def test_a_spec_that_breaks_the_policy_is_refused_with_every_violation_and_nothi
         router={"mode": "host", "config_path": "/etc/resolv.conf", "listen": dep.port},
     )
     spec = str(dep.spec_path)
+    report = dep.workdir / "report.md"
     for command in ("deploy", "rollback"):
-        out = refused(dep.run(command))
+        out = refused(dep.run(command, "--report", str(report)))
         for where in (
             "name: the deployment name",
             "runtime.image: the image attacker.example/rootkit is not allowed",
@@ -107,6 +108,9 @@ def test_a_spec_that_breaks_the_policy_is_refused_with_every_violation_and_nothi
         ):
             assert any(line.startswith(f"{spec}:") and where in line for line in out.splitlines()), (where, out)
         assert f"10 host policy violations ({policy_file}); nothing was changed" in out
+        markdown = report.read_text()  # what the PR comment shows: every violation, located
+        assert f"**Host policy**: refused by the host policy {policy_file}: 10 violations" in markdown
+        assert markdown.count("\n| ") >= 12 and "| runtime.env.LD\\_PRELOAD |" in markdown, markdown
     assert containers_of(dep) == [], "nothing may be created before the policy allows it"
     assert not dep.state_dir().exists(), "not even the lock or the state directory"
     plan = dep.run("plan")

@@ -303,3 +303,19 @@ def test_a_policy_violation_is_a_spec_error_with_the_structured_list() -> None:
     assert isinstance(exc, SpecError) and exc.exit_code == 2
     assert all(p.line > 1 for p in exc.problems)
     assert "13 host policy violations (/etc/bgdeploy/policy.yaml); nothing was changed" in str(exc)
+
+
+def test_the_report_lists_every_violation_escaped() -> None:
+    from bgdeploy.plan.result import Result
+    from bgdeploy.policy.evaluate import PolicyVerdict
+    from bgdeploy.report.markdown import render
+
+    loaded = load(HOSTILE)
+    found = evaluate(loaded.spec, loaded.located, policy(), "/etc/bgdeploy/policy.yaml")
+    result = Result(command="deploy", name="pwn", policy=PolicyVerdict("/etc/bgdeploy/policy.yaml", True, found))
+    text = render(result)
+    assert "**Host policy**: refused by the host policy /etc/bgdeploy/policy.yaml: 13 violations" in text
+    assert "| 6:10 | runtime.image | the image attacker.example/rootkit is not allowed" in text
+    assert text.count("\n| ") == 13 + 2  # the header, its rule and one row per violation
+    allowed = render(Result(command="plan", name="chat", policy=PolicyVerdict("/p", True, [])))
+    assert "Policy: allowed by the host policy /p" in allowed
