@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -319,3 +320,69 @@ def test_the_report_lists_every_violation_escaped() -> None:
     assert text.count("\n| ") == 13 + 2  # the header, its rule and one row per violation
     allowed = render(Result(command="plan", name="chat", policy=PolicyVerdict("/p", True, [])))
     assert "Policy: allowed by the host policy /p" in allowed
+
+
+class _FakeHost:
+    """Just what the policy reader uses of a host: files, and canned answers of realpath, id and stat."""
+
+    description = "deploy@gpu-1"
+
+    def __init__(self, files: dict[str, bytes], stat_lines: list[str], uid: int = 1000) -> None:
+        self.files = files
+        self.stat_lines = stat_lines
+        self.uid = uid
+        self.calls: list[list[str]] = []
+
+    def read_file(self, path: str) -> bytes | None:
+        return self.files.get(path)
+
+    def run(self, argv: list[str], *, timeout: float = 60.0) -> Any:
+        from bgdeploy.transports.base import CommandResult
+
+        self.calls.append(list(argv))
+        if argv[0] == "realpath":
+            targets = argv[argv.index("--") + 1 :]
+            out = "\n".join("/" if t == "/srv/hf-cache/escape" else t for t in targets)
+        elif argv[:2] == ["id", "-u"]:
+            out = str(self.uid)
+        elif argv[:2] == ["id", "-G"]:
+            out = f"{self.uid} 999"
+        else:
+            out = "\n".join(self.stat_lines)
+        return CommandResult(tuple(argv), 0, out + "\n", "")
+
+
+def test_the_host_reader_checks_ownership_resolves_symlinks_and_honours_the_env() -> None:
+    from bgdeploy.policy.errors import PolicyUnsafe
+    from bgdeploy.policy.host import DEFAULT_POLICY_PATH, check_policy, enforce_policy
+
+    path = DEFAULT_POLICY_PATH
+    good = [
+        _entry(path, 0, 0, 0o644, stat.S_IFREG),
+        _entry("/etc/bgdeploy", 0, 0, 0o755),
+        _entry("/etc", 0, 0, 0o755),
+        _entry("/", 0, 0, 0o755),
+    ]
+    spec = MINIMAL + "router: {image: 'nginx:1.27'}\n"
+    linked = load(spec.replace("  image: vllm", '  volumes: ["/srv/hf-cache/escape:/host"]\n  image: vllm'))
+    host: Any = _FakeHost({path: POLICY.encode()}, good)
+    verdict = check_policy(host, linked, {})
+    assert verdict.found and len(verdict.problems) == 1
+    assert "resolves to / on the host (a symlink)" in verdict.problems[0].message
+    with pytest.raises(SpecError, match="1 host policy violation"):
+        enforce_policy(verdict, linked, lambda _: None)
+
+    group_writable = [_entry(path, 0, 999, 0o664, stat.S_IFREG), *good[1:]]  # group 999: the deploy user's
+    writable: Any = _FakeHost({path: POLICY.encode()}, group_writable)
+    with pytest.raises(PolicyUnsafe, match="deploy user could change it: the deploy user can write"):
+        check_policy(writable, load(spec), {})
+
+    warnings: list[str] = []
+    missing = check_policy(_FakeHost({}, good), load(spec), {"BGDEPLOY_POLICY": "/srv/policy/p.yaml"})  # type: ignore[arg-type]
+    assert not missing.found and missing.path == "/srv/policy/p.yaml"
+    enforce_policy(missing, load(spec), warnings.append)
+    assert warnings and "no host policy at /srv/policy/p.yaml" in warnings[0]
+    with pytest.raises(PolicyUnsafe, match="BGDEPLOY_REQUIRE_POLICY is set"):
+        check_policy(_FakeHost({}, good), load(spec), {"BGDEPLOY_REQUIRE_POLICY": "1"})  # type: ignore[arg-type]
+    with pytest.raises(PolicyUnsafe, match="must be absolute and normalised"):
+        check_policy(_FakeHost({}, good), load(spec), {"BGDEPLOY_POLICY": "/etc/../tmp/p.yaml"})  # type: ignore[arg-type]
