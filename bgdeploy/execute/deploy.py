@@ -169,8 +169,6 @@ class Cycle:
         spec = session.loaded.spec
         port = self.host_ports.get(self.new)
         assert port is not None
-        verdict = ask_all(session, session.host.reach(port), spec.validation.prompts, spec.validation.thresholds)
-        session.result.validation = verdict
         old_info = self.observed.container(self.old) if self.old else None
         live_port: int | None = None
         no_live = "nothing is live"
