@@ -177,6 +177,14 @@ def test_a_policy_file_error_is_located_in_the_policy_file() -> None:
         "did you mean 'require_digest'?" in rendered
     )
     assert "the host's admin must fix it" in str(caught.value)
+    with pytest.raises(PolicyFileError) as hinted:
+        parse_policy_bytes(b"version: 1\nimages: ['a b']\nenv_deny: ['LD PRELOAD']\nshm_size_max: lots\n", "p")
+    assert hinted.value.render().splitlines() == [
+        "p:2:10: images[0]: must be a glob pattern without spaces (at most 512 characters), e.g. "
+        "vllm/vllm-openai:*, got 'a b'",
+        "p:3:12: env_deny[0]: must be an environment variable name or a glob of names, e.g. LD_*, got 'LD PRELOAD'",
+        "p:4:15: shm_size_max: must be a size such as 32g, 512m or a number of bytes, got 'lots'",
+    ]
     with pytest.raises(PolicyFileError, match="invalid"):
         parse_policy_bytes(b"version: 1\n", "p")  # images is required: no default allows every image
 
