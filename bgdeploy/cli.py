@@ -250,8 +250,17 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_ci(args: argparse.Namespace) -> int:
     from bgdeploy.github.action import main as ci_main
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    # A cancelled job: the runner sends SIGINT, then SIGTERM 7.5 s later, then kills. The first signal unwinds
+    # (a deploy rolls back); the second must not cut that rollback short.
+    signal.signal(signal.SIGINT, _interrupt_once)
+    signal.signal(signal.SIGTERM, _interrupt_once)
     return ci_main()
+
+
+def _interrupt_once(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:

@@ -352,6 +352,13 @@ class Runner:
             result.outcome = "failed"
             result.failure = result.failure or str(exc)
             code = exc.exit_code
+        except KeyboardInterrupt:
+            # The job was cancelled (the runner's SIGINT, then SIGTERM): the deploy has rolled back on its way
+            # out; what follows reports it while the runner still waits (about 10 s before its SIGKILL).
+            self.say("bgdeploy: interrupted (the job was cancelled)")
+            result.outcome = "failed"
+            result.failure = result.failure or "interrupted: the job was cancelled; the deploy was rolled back"
+            code = EXIT_DEPLOY_FAILED
         except Exception as exc:
             # A bug: exit 3, but the report, the outputs, the comment and the Deployment status still follow.
             result.outcome = "failed"

@@ -13,10 +13,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -207,7 +208,9 @@ class Runner:
         outputs = {"python-version": version, "python-path": sys.executable, "cache-hit": "false"}
         return StepRun("", 0, "", "", outputs, "")
 
-    def run_script(self, step: Mapping[str, Any], contexts: Mapping[str, Any], extra: Mapping[str, str]) -> StepRun:
+    def _prepare(
+        self, step: Mapping[str, Any], contexts: Mapping[str, Any], extra: Mapping[str, str]
+    ) -> tuple[list[str], dict[str, str], Path, dict[str, Path]]:
         assert step.get("shell") == "bash", "composite run steps need shell: bash (the only shell emulated)"
         files = self.temp / "_runner_file_commands"
         files.mkdir(exist_ok=True)
@@ -221,15 +224,9 @@ class Runner:
         script = self.temp / f"{token}.sh"
         script.write_text(step["run"])
         cwd = self.workspace / evaluate(step.get("working-directory", "."), contexts)
-        proc = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        return ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env, cwd, paths
+
+    def _collect(self, paths: dict[str, Path], code: int, stdout: str, stderr: str) -> StepRun:
         outputs = parse_env_file(paths["GITHUB_OUTPUT"].read_text(), "GITHUB_OUTPUT")
         self.job_env.update(parse_env_file(paths["GITHUB_ENV"].read_text(), "GITHUB_ENV"))
         added = [p for p in paths["GITHUB_PATH"].read_text().splitlines() if p.strip()]
@@ -237,7 +234,33 @@ class Runner:
             path = self.job_env.get("PATH", os.environ.get("PATH", ""))
             self.job_env["PATH"] = os.pathsep.join([*reversed(added), path])
         summary = paths["GITHUB_STEP_SUMMARY"].read_text()
-        return StepRun("", proc.returncode, proc.stdout, proc.stderr, outputs, summary)
+        return StepRun("", code, stdout, stderr, outputs, summary)
+
+    def run_script(self, step: Mapping[str, Any], contexts: Mapping[str, Any], extra: Mapping[str, str]) -> StepRun:
+        argv, env, cwd, paths = self._prepare(step, contexts, extra)
+        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+        return self._collect(paths, proc.returncode, proc.stdout, proc.stderr)
+
+    def start_step(
+        self, index: int, with_: Mapping[str, str], env: Mapping[str, str]
+    ) -> tuple[subprocess.Popen[str], Callable[[], StepRun]]:
+        """Starts `run:` step `index` the way the runner does (the step's process is what a cancel signals) and
+        returns it with a function that waits for it and collects its outputs."""
+        declared = ACTION["inputs"]
+        github = {"token": TOKEN}
+        inputs = {
+            name: scalar(with_[name]) if name in with_ else evaluate(spec.get("default"), {"github": github})
+            for name, spec in declared.items()
+        }
+        contexts = {"inputs": inputs, "github": github, "steps": {}}
+        argv, full_env, cwd, paths = self._prepare(ACTION["runs"]["steps"][index], contexts, env)
+        proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def finish() -> StepRun:
+            stdout, stderr = proc.communicate(timeout=300)
+            return self._collect(paths, proc.returncode, stdout, stderr)
+
+        return proc, finish
 
 
 def describe(run: ActionRun) -> str:
@@ -339,3 +362,42 @@ def test_an_invalid_spec_fails_with_annotations_and_a_summary(runner: tuple[Runn
     assert "runtime.port" in summary and "gpu\\_memory\\_utilization" in summary, summary
     report = Path(run.outputs["report-path"])
     assert report.is_relative_to(bed.temp) and report.read_text() == summary
+
+
+def test_cancelling_the_job_rolls_a_deploy_back_with_no_failed_request(
+    runner: tuple[Runner, ActionRun], dep: Any
+) -> None:
+    """The runner cancels a job by signalling the step's process: SIGINT, then SIGTERM 7.5 s later. The action
+    `exec`s bgdeploy, so that process is bgdeploy itself, which rolls the deploy back while blue keeps serving."""
+    from tests.integration.deployments import Traffic
+
+    bed, _ = runner
+    key = Path(dep.testbed.key_file).read_text()
+    env = {"GITHUB_API_URL": NO_GITHUB}
+    inputs = {"spec": str(dep.spec_path), "mode": "deploy", "comment": "false", "ssh-private-key": key}
+    dep.write("acme/chat-v1")
+    first = bed.run(inputs, env=env, first=BGDEPLOY_STEP)
+    assert first.code == 0 and first.outputs["outcome"] == "deployed", describe(first)
+
+    dep.write("acme/chat-v2", env={"FAKEVLLM_LOAD_SECONDS": "60"})
+    with Traffic(dep.url) as traffic:
+        proc, finish = bed.start_step(BGDEPLOY_STEP, inputs, env)
+        try:
+            dep.wait_for(lambda: dep.container_status("green") == "running", 90, "green to start loading")
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=7.5)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGTERM)  # the runner's second signal
+            step = finish()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        dep.wait_for(lambda: traffic.sent > 20, 30, "traffic after the cancel")
+    assert step.code == 1, f"{step.stdout}{step.stderr}"
+    assert "interrupted" in step.stdout + step.stderr
+    assert step.outputs.get("outcome") == "failed" and step.outputs.get("active-color") == "blue", step.outputs
+    assert dep.container_status("green") == "absent"
+    assert dep.serving_model() == "acme/chat-v1"
+    assert traffic.failures == [], traffic.failures[:5]
+    assert traffic.models_sent() == {"acme/chat-v1"}
