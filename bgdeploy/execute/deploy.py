@@ -43,6 +43,7 @@ def host_view(session: Session, observed: Observed) -> HostView:
         live_running=live is not None and observed.running(live.colour),
         stale=stale,
         image_present=session.engine.image_present(session.loaded.spec.runtime.image),
+        settings=observed.state.settings,
         router_running=router_running,
     )
 
@@ -253,7 +254,7 @@ class Cycle:
         for attempt in range(1, 4):
             try:
                 failpoints.hit("state:write", session.host)
-                record_state(session, state.with_live(release, utc_now()))
+                record_state(session, state.with_live(release, utc_now()).with_settings(session.loaded.settings))
                 break
             except BgdeployError as exc:
                 if attempt == 3 or not session.host.connected:
@@ -331,6 +332,7 @@ def deploy(session: Session, *, force: bool = False, preview: bool = False) -> N
     if plan.unchanged:
         session.out.say("unchanged: the spec is already live; nothing to do (use --force to redeploy)")
         converge(session, observed)
+        _record_settings(session, observed, plan)
         result.outcome = "unchanged"
         result.active_colour = observed.live.colour if observed.live else None
         return
@@ -394,6 +396,19 @@ def _undo_after_failure(cycle: Cycle, exc: BaseException) -> None:
     except Exception as undo_error:  # reported; the first failure is what the user must see
         session.warn(f"rollback did not finish: {undo_error}; run `bgdeploy rollback` or deploy again")
     result.active_colour = cycle.old
+
+
+def _record_settings(session: Session, observed: Observed, plan: DeployPlan) -> None:
+    """Settings that do not change the container (spec/release.py) are applied without reloading the model:
+    recorded, so that the next plan is unchanged. A write that fails is a warning, never a failed deploy."""
+    if observed.live is None or (observed.state.settings and not plan.changes):
+        return
+    if plan.changes:
+        session.out.say(f"settings only: {plan.changes[0].before} changed; applied without reloading the model")
+    try:
+        record_state(session, read_state(session).with_settings(session.loaded.settings))
+    except BgdeployError as exc:
+        session.warn(f"could not record the new settings in state.json ({exc}); the next run records them")
 
 
 def converge(session: Session, observed: Observed) -> None:

@@ -18,6 +18,12 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _settings(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, str)}
+
+
 def _reject_constant(token: str) -> Any:
     raise ValueError(f"{token} is not a JSON number")
 
@@ -130,6 +136,8 @@ class HostState:
     since: str = ""
     weights: dict[str, int] = field(default_factory=dict)
     canary: CanaryState | None = None
+    # The live deploy's other settings (spec/release.py: dotted key -> short hash), so a plan names what changed.
+    settings: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         body = {"version": STATE_VERSION, **asdict(self)}
@@ -155,9 +163,13 @@ class HostState:
                 since=str(data.get("since", "")),
                 weights={str(k): v for k, v in (weights or {}).items() if _is_int(v)},
                 canary=CanaryState.from_json(data.get("canary")),
+                settings=_settings(data.get("settings")),
             ),
             [],
         )
+
+    def with_settings(self, settings: dict[str, str]) -> HostState:
+        return replace(self, settings=dict(settings))
 
     def with_live(self, live: Release, since: str) -> HostState:
         previous = self.live if self.live is not None and self.live.colour != live.colour else self.previous
@@ -190,6 +202,9 @@ def state_problems(raw: bytes | None) -> list[str]:
         k not in COLOURS or not _is_int(v) or not 0 <= v <= 100 for k, v in weights.items()
     ):
         problems.append("weights: not a map of blue/green to a percentage")
+    settings = data.get("settings", {})
+    if not isinstance(settings, dict) or not all(isinstance(v, str) for v in settings.values()):
+        problems.append("settings: not a map of setting to hash")
     if not isinstance(data.get("since", ""), str):
         problems.append("since: not a string")
     for key in ("live", "previous"):

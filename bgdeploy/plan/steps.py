@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
@@ -12,6 +13,7 @@ from bgdeploy.plan.names import Colour, other
 from bgdeploy.plan.state import Release
 from bgdeploy.spec.durations import format_duration
 from bgdeploy.spec.models import Spec
+from bgdeploy.spec.release import changed_settings, settings_digest
 
 StepKind = Literal[
     "remove-stale",
@@ -51,6 +53,7 @@ class HostView:
     image_present: bool
     router_running: bool
     kept: bool = False  # the container of the new colour holds the previous release, kept for rollback
+    settings: Mapping[str, str] | None = None  # the live deploy's other settings, as recorded (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,13 @@ def plan_deploy(spec: Spec, spec_hash: str, view: HostView, *, force: bool = Fal
         changes.append(Change("live colour", live.colour, new))
 
     if unchanged:
+        changed = changed_settings(view.settings, settings_digest(spec)) if view.settings else []
+        if changed:
+            # The container would be the same: apply the settings (recorded by the deploy), never reload the model.
+            names = ", ".join(changed)
+            reason = f"settings only ({names}): the running model is kept, nothing to reload"
+            settings = (Change("settings only", names, "applied without reloading the model"),)
+            return DeployPlan(new, True, settings, tuple(Step(kind, "", reason) for kind in _ORDER))
         reason = "the spec is already live (use --force to deploy it again)"
         return DeployPlan(new, True, (), tuple(Step(kind, "", reason) for kind in _ORDER))
 

@@ -6,8 +6,6 @@ Every problem is collected and raised together as a SpecError; nothing remote ha
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -24,6 +22,7 @@ from bgdeploy.spec.checks import cross_checks
 from bgdeploy.spec.datasets import LoadedDataset, checkout_root, load_dataset
 from bgdeploy.spec.messages import problems_from
 from bgdeploy.spec.models import Spec
+from bgdeploy.spec.release import release_hash, settings_digest
 from bgdeploy.spec.schema import spec_schema
 from bgdeploy.spec.yaml_source import Located, Path, YamlProblems, decode, dotted, parse
 
@@ -39,9 +38,14 @@ class LoadedSpec:
 
     @property
     def spec_hash(self) -> str:
-        """Stable hash of the effective spec (defaults filled in), to tell whether it is already live."""
-        canonical = json.dumps(self.spec.model_dump(mode="json", by_alias=True), sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        """The release hash: what the colour's container runs (defaults filled in). Settings that do not change
+        the container are left out, so that changing them never reloads the model (see spec/release.py)."""
+        return release_hash(self.spec)
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """The other settings, by dotted key, as short hashes (recorded on the host to name what changed)."""
+        return settings_digest(self.spec)
 
 
 def _validator() -> Draft202012Validator:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bgdeploy.cli import main
 from tests.integration.deployments import Deployment, failed, ok
@@ -151,3 +152,24 @@ def test_the_access_log_is_bounded_by_every_command_not_only_by_deploys_that_mov
     assert before < 4096
     dep.chat()
     dep.wait_for(lambda: log.exists() and log.stat().st_size > before, 30, "nginx to log into the reopened file")
+
+
+def test_settings_that_do_not_change_the_container_do_not_reload_the_model(dep: Deployment) -> None:
+    dep.write("acme/chat-v1")
+    ok(dep.run("deploy"))
+    blue = dep.docker.containers.get(f"bgdeploy-{dep.name}-blue")
+    spec = dep.spec("acme/chat-v1")
+    spec["rollout"]["bake"] = "500ms"
+    spec["target"]["connect_timeout"] = "20s"
+    dep.spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    planned = ok(dep.run("plan"))
+    assert "change: settings only: rollout.bake, target.connect_timeout -> applied without reloading" in planned
+    out = ok(dep.run("deploy"))
+    assert "settings only: rollout.bake, target.connect_timeout changed; applied without reloading the model" in out
+    assert dep.container_status("green") == "absent", "no new colour was loaded"
+    assert (
+        dep.docker.containers.get(f"bgdeploy-{dep.name}-blue").attrs["State"]["StartedAt"]
+        == blue.attrs["State"]["StartedAt"]
+    ), "the live container was not restarted"
+    again = ok(dep.run("plan"))
+    assert "settings only" not in again and "change:" not in again, again
