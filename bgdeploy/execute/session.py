@@ -20,6 +20,7 @@ from bgdeploy.plan.state import Release
 from bgdeploy.spec.load import LoadedSpec
 from bgdeploy.transports.base import Host
 from bgdeploy.transports.docker_engine import DockerEngine
+from bgdeploy.transports.engine import Engine
 
 if TYPE_CHECKING:
     from bgdeploy.routers import Router
@@ -77,7 +78,7 @@ class Session:
     on_target: Callable[[Release], None] | None = None
     # The GPUs the preflight read (nvidia-smi), for the record a GitHub deployment keeps.
     gpus_seen: list[Gpu] = field(default_factory=list)
-    _engine: DockerEngine | None = None
+    _engine: Engine | None = None  # a test gives a fake here
     _router: Router | None = None
     _traffic: TrafficSource | None = None
 
@@ -86,7 +87,7 @@ class Session:
         return Path(self.loaded.path).resolve().parent
 
     @property
-    def engine(self) -> DockerEngine:
+    def engine(self) -> Engine:
         if self._engine is None:
             self._engine = DockerEngine(self.host.docker())
         return self._engine

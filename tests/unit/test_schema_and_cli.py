@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -100,8 +101,18 @@ def test_validate_stays_light_no_ssh_docker_or_http_imports(tmp_path: Path) -> N
 
 
 def test_pure_layers_import_no_transport_libraries() -> None:
-    forbidden = ("paramiko", "docker", "httpx")
-    for path in (ROOT / "bgdeploy" / "spec").rglob("*.py"):
-        text = path.read_text()
-        for name in forbidden:
-            assert f"import {name}" not in text and f"from {name}" not in text, f"{path} imports {name}"
+    """spec -> plan -> execute -> transports: spec/, plan/ and report/ never import down the stack (not even
+    under TYPE_CHECKING), so they stay pure and unit-testable without a network."""
+    forbidden = ("paramiko", "docker", "httpx", "requests", "bgdeploy.execute", "bgdeploy.transports")
+    for package in ("spec", "plan", "report"):
+        for path in (ROOT / "bgdeploy" / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    bad = [f for f in forbidden if name == f or name.startswith(f + ".")]
+                    assert not bad, f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
