@@ -83,6 +83,16 @@ def _on_host(args: argparse.Namespace, command: str, work: Callable[[Session], R
     from bgdeploy.spec import load_spec
 
     loaded = load_spec(args.file)
+    if loaded.spec.target.hosts is not None:  # a fleet: plan/deploy/rollback on every host, the rest on one
+        from bgdeploy.fleet import command as fleet_command
+
+        if command in fleet_command.FLEET_COMMANDS and not getattr(args, "preview", False):
+            return fleet_command.run(args, command, loaded)
+        loaded = fleet_command.one_host(args, command, loaded)
+    elif getattr(args, "fleet_host", None):
+        from bgdeploy.errors import UsageError
+
+        raise UsageError("--host picks one host of target.hosts, and this spec names a single target.host")
     # SIGTERM (a cancelled CI job) unwinds like Ctrl-C, so a deploy in progress rolls back cleanly.
     signal.signal(signal.SIGTERM, _interrupt)
     result = Result(command=command, name=loaded.spec.name)
@@ -168,6 +178,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     from bgdeploy.spec import load_spec
 
     loaded = load_spec(args.file)
+    if loaded.spec.target.hosts is not None:
+        from bgdeploy.fleet.command import status as fleet_status
+
+        return fleet_status(args, loaded)
     with open_session(loaded, "status") as session:
         data = run_status(session)
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else render_status(data))
@@ -356,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     outputs(abort)
     status = command("status", "show the live colour, each colour's health and the last deploys", cmd_status)
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    for name in ("plan", "deploy", "rollback", "promote", "abort", "status"):
+        commands.choices[name].add_argument(
+            "--host",
+            dest="fleet_host",
+            metavar="LABEL",
+            help="a fleet (target.hosts): this one host only (its label or address)",
+        )
     remove = command(
         "remove",
         "take the deployment off the host: router, both colours, network, logs and state (asks first)",

@@ -12,6 +12,8 @@ def _gpus(indices: list[int]) -> str:
 def one_line(spec: Spec) -> str:
     t = spec.target
     where = "this machine (local)" if t.transport == "local" else f"{t.user}@{t.host}:{t.port} over ssh"
+    if t.hosts is not None:
+        where = f"{len(t.hosts)} hosts ({', '.join(h.label or h.host for h in t.hosts)}) as {t.user} over ssh"
     prompts = len(spec.validation.prompts)
     rollout: str = spec.rollout.strategy
     if rollout == "canary":

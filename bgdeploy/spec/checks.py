@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from bgdeploy.spec.fleet_rules import fleet_findings, rollout_fleet_findings
 from bgdeploy.spec.host_key import parse_public_key
 from bgdeploy.spec.models import COMMAND_PLACEHOLDERS, GENERATED_FLAGS, Prompt, Spec
 from bgdeploy.spec.router_rules import health_path_findings, read_timeout_findings
@@ -32,9 +33,12 @@ def did_you_mean(word: str, choices: list[str]) -> str:
 def _target(spec: Spec) -> Iterator[Finding]:
     t = spec.target
     if t.transport == "ssh":
-        if t.host is None:
-            yield ("target", "host"), "target.host is required with transport: ssh; set the GPU server's name or IP"
-        if t.host_key is None and t.known_hosts is None:
+        if t.host is None and t.hosts is None:
+            yield (
+                ("target", "host"),
+                "target.host is required with transport: ssh; set the GPU server's name or IP (or target.hosts)",
+            )
+        if t.host_key is None and t.known_hosts is None and t.hosts is None:  # a fleet pins per host
             yield (
                 ("target",),
                 (
@@ -265,6 +269,8 @@ CHECKS: tuple[tuple[tuple[str, ...], Callable[[Spec], Iterator[Finding]]], ...] 
         _validation_gates,
     ),
     (("rollout.strategy", "rollout.steps"), _rollout),
+    (("target", "gpus", "runtime.gpu_memory_utilization"), fleet_findings),
+    (("target.hosts", "rollout.fleet"), rollout_fleet_findings),
     (("health.path",), health_path_findings),
     (("router.read_timeout",), read_timeout_findings),
 )

@@ -156,5 +156,8 @@ def problems_from(error: ValidationError, doc: Located) -> Iterator[Problem]:
         yield at(path, "must not be empty")
     elif kind == "minItems":
         yield at(path, f"must list at least {error.validator_value} item(s)")
+    elif kind == "anyOf" and any(str(s.get("pattern", "")).endswith("%$") for s in expected):
+        # rollout.fleet.batch and first_batch: a number of hosts or a percentage of the fleet
+        yield at(path, f"must be a number of hosts (1 or more) or a percentage such as '25%'; got {error.instance!r}")
     else:
         yield at(path, error.message)

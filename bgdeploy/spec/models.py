@@ -32,6 +32,10 @@ ENVIRONMENT_PATTERN = r"^[A-Za-z0-9_.-]([A-Za-z0-9 _./-]{0,253}[A-Za-z0-9_.-])?$
 DATASET_PATH_PATTERN = r"^[^/\\\s][^\\\s]*$"
 
 
+FLEET_HOST_PATTERN = r"^[A-Za-z0-9\[][A-Za-z0-9_.:%\[\]-]{0,252}$"
+FLEET_LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$"
+FLEET_PERCENT_PATTERN = r"^([1-9][0-9]?|100)%$"
+
 # vLLM flags bgdeploy generates from other keys; repeating them in runtime.args would contradict those keys.
 GENERATED_FLAGS = {
     "--model": "model.name",
@@ -80,6 +84,14 @@ StrList = Annotated[
 ]
 EnvValue = Annotated[str, BeforeValidator(_env_value), WithJsonSchema({"type": ["string", "number"]})]
 Port = Annotated[int, Field(ge=1, le=65535)]
+# A number of hosts (at least 1) or a percentage of the fleet ("25%", rounded up to at least one host).
+FleetCount = Annotated[
+    Annotated[int, Field(ge=1, le=100_000)] | Annotated[str, Field(pattern=FLEET_PERCENT_PATTERN)],
+    Field(union_mode="left_to_right"),
+    WithJsonSchema(
+        {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": FLEET_PERCENT_PATTERN}]}
+    ),
+]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -118,6 +130,15 @@ class Target(_Section):
     )
     connect_timeout: Duration = Field(
         default=duration_default("15s"), description="Give up connecting after this long."
+    )
+    hosts: list[FleetHost] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description=(
+            "A fleet: deploy to every one of these GPU servers (instead of target.host), batch by batch as "
+            "rollout.fleet says. user, port, transport, host_key and known_hosts above are the defaults of each."
+        ),
     )
 
 
@@ -203,6 +224,51 @@ class Gpus(_Section):
     green: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=lambda: [0],
         description="GPU indices of the green colour; the same as blue = the single-GPU split.",
+    )
+
+
+class FleetHost(_Section):
+    """One GPU server of a fleet; keys left out come from target."""
+
+    host: str = Field(
+        pattern=FLEET_HOST_PATTERN, description="Host name or IP address of this server."
+    )
+    port: Port | None = Field(default=None, description="SSH port (default: target.port).")
+    label: str | None = Field(
+        default=None,
+        pattern=FLEET_LABEL_PATTERN,
+        description="Short name in reports and for --host (default: the host, with :port when not 22).",
+    )
+    host_key: str | None = Field(
+        default=None, description="This server's pinned SSH host key (default: target.host_key)."
+    )
+    known_hosts: str | None = Field(
+        default=None, min_length=1, description="known_hosts file for this server (default: target.known_hosts)."
+    )
+    gpus: Gpus | None = Field(default=None, description="GPUs of each colour on this server (default: gpus).")
+
+
+class Fleet(_Section):
+    """How a deploy moves through the hosts of target.hosts."""
+
+    batch: FleetCount = Field(
+        default=1, description="Hosts deployed at once after the first batch: a number or a percentage (\"25%\")."
+    )
+    first_batch: FleetCount = Field(
+        default=1,
+        description="Hosts of the first batch (the fleet's canary): a number or a percentage of the fleet.",
+    )
+    pause: Duration = Field(
+        default=0, description="Wait this long after each batch before the fleet gate and the next batch."
+    )
+    max_failed_hosts: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description=(
+            "Hosts whose deploy may fail (each rolls itself back) before the whole rollout stops and every host "
+            "switched by this deploy is rolled back."
+        ),
     )
 
 
@@ -505,6 +571,7 @@ class Rollout(_Section):
             "running: hot standby. stopped: kept for rollback, frees the GPU. removed: deleted after the deploy."
         ),
     )
+    fleet: Fleet = Field(default_factory=Fleet, description="Batches of a fleet deploy (target.hosts).")
 
 
 class Report(_Section):

@@ -36,7 +36,7 @@ validation:
         "bluegreen.yaml:2:7: name: must be lowercase letters, digits and hyphens, start with a letter, not end "
         "with a hyphen, at most 40 characters (it names containers and the router config), got the string "
         "'Chat_1'",
-        "bluegreen.yaml:6:3: target.hots: unknown key 'hots'; did you mean 'host'?",
+        "bluegreen.yaml:6:3: target.hots: unknown key 'hots'; did you mean 'hosts'?",
         "bluegreen.yaml:11:27: runtime.gpu_memory_utilization: blue and green share GPU 0, so both colours "
         "need 0.5 of its memory at once during the switch (1 in all, more than 0.95); set "
         "runtime.gpu_memory_utilization to 0.47 or less, or give green other GPUs",
