@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bgdeploy.errors import BgdeployError, DeployFailed
 from bgdeploy.execute import colours
@@ -26,6 +26,7 @@ from bgdeploy.plan.names import COLOURS, Layout
 from bgdeploy.plan.nginx import parse_managed_header
 from bgdeploy.plan.result import Result
 from bgdeploy.plan.state import HostState, history_line
+from bgdeploy.policy.host import check_policy, enforce_policy
 
 ROUTER_CONF = "/etc/bgdeploy/nginx.conf"  # inside the router container
 HOST_HISTORY = "history.jsonl"  # in ~/.bgdeploy: the host's own history, which outlives a deployment's state
@@ -139,11 +140,18 @@ def run_remove(
     `name`: remove that deployment instead of the spec's (a leftover `bgdeploy list` flagged), on the
     spec's host, with the spec's router settings.
     """
+    loaded = session.loaded
     if name is not None and name != session.layout.name:
         session.layout = Layout(name, session.layout.home)
         session.result.name = name
+        loaded = replace(loaded, spec=loaded.spec.model_copy(update={"name": name}))
     result = session.result
     start = time.monotonic()
+    # The host policy gates a removal as it gates a deploy (its `names` bound which deployments a spec may
+    # touch): a refusal changes nothing.
+    with session.phase("policy"):
+        result.policy = check_policy(session.host, loaded, session.environ)
+        enforce_policy(result.policy, loaded, session.warn)
     with session.phase("observe"):
         removal = find(session, keep_state=keep_state)
     for note in removal.notes:

@@ -17,9 +17,10 @@ import pytest
 from tests.integration.conftest import REPO_ROOT, Testbed
 from tests.integration.deployments import Deployment, Traffic, ok
 from tests.integration.test_host_router import LocalDeployment, host_nginx
+from tests.integration.test_policy_host import install, policy_file, with_policy
 
 pytestmark = pytest.mark.integration
-__all__ = ["host_nginx"]  # the fixture, used by name
+__all__ = ["host_nginx", "policy_file"]  # the fixtures, used by name
 
 
 def rm_name() -> str:
@@ -89,7 +90,7 @@ def test_remove_one_of_two_while_the_other_serves(pair: tuple[Deployment, Deploy
         sent = traffic.sent
         kept.wait_for(lambda: traffic.sent >= sent + 10, 30, "more traffic after the removal")
     assert traffic.failures == [], traffic.failures[:5]
-    assert f"bgdeploy-{gone.name}-router" in out and "removed" in out, out
+    assert f"bgdeploy-{gone.name}-router" in out and f"Removed: {gone.name} is gone" in out, out
     assert leftovers_of(gone) == {}
     assert gone.name not in listed(kept) and kept.name in listed(kept)
     assert kept.serving_model() == "acme/chat-v1"
@@ -97,7 +98,7 @@ def test_remove_one_of_two_while_the_other_serves(pair: tuple[Deployment, Deploy
 
     # Removing what is gone does nothing and succeeds.
     again = ok(gone.run("remove", "--yes"))
-    assert "nothing to do" in again, again
+    assert "nothing to do" in again and f"nothing of {gone.name} was on the host" in again, again
 
 
 def test_host_mode_remove_keeps_the_other_include_serving(
@@ -195,3 +196,14 @@ def test_keep_state_keeps_the_history_and_a_second_remove_takes_it(dep: Deployme
     assert any("state directory with no container" in item for item in row["leftovers"]), row
     ok(dep.run("remove", "--yes"))
     assert leftovers_of(dep) == {}
+
+
+def test_the_host_policy_gates_a_removal(dep: Deployment, policy_file: Path) -> None:
+    dep.write()
+    ok(dep.run("deploy"))
+    install(policy_file, {"version": 1, "images": ["bgdeploy-test/*"], "names": ["only-these-*"]})
+    with_policy(dep, policy_file)
+    done = dep.run("remove", "--yes")
+    assert done.returncode == 2, done
+    assert "names" in done.stderr and dep.name in done.stderr, done.stderr
+    assert dep.container_status("blue") == "running" and dep.serving_model() == "acme/chat-v1"
