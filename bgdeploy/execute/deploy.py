@@ -180,11 +180,12 @@ class Cycle:
         elif self.old is not None:
             no_live = f"the live colour {self.old} has no published port"
         # Both colours get the same prompts at the same time, so relative gates compare like with like.
-        found = evaluate(session, session.host.reach(port), live_port, no_live)
+        found = evaluate(session, session.host.reach(port), live_port, no_live, (self.new, self.old or "live"))
         session.result.validation = found.green
         session.result.live_validation = found.live
         session.result.relative = list(found.relative)
         session.result.datasets = list(found.datasets)
+        session.result.load_probe = list(found.load)
         for check in found.relative:
             if not check.judged:
                 session.warn(f"validation gate {check.name} {check.actual}")

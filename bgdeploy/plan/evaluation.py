@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bgdeploy.plan.structured import canonical_calls
-from bgdeploy.plan.verdict import Check, PromptResult, Verdict, format_rate, format_seconds
+from bgdeploy.plan.verdict import Answer, Check, PromptResult, Verdict, format_rate, format_seconds, percentile
 from bgdeploy.spec.models import Prompt, Thresholds
 
 _EPSILON = 1e-9
@@ -187,4 +187,34 @@ def dataset_result(
         seed=seed,
         green=_score(mine, shown),
         live=_score(theirs, shown) if theirs is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class LoadFigures:
+    """One colour under the load probe: the same requests, at the same concurrency, as the other colour."""
+
+    colour: str
+    requests: int
+    errors: int
+    seconds: float
+    requests_per_s: float
+    tokens_per_s: float  # output tokens of all answers over the probe's wall time
+    ttft_p95_s: float | None
+    latency_p95_s: float | None
+
+
+def load_figures(colour: str, answers: Sequence[Answer], seconds: float) -> LoadFigures:
+    ok = [a for a in answers if a.text is not None]
+    tokens = sum(a.output_tokens or 0 for a in ok)
+    wall = max(seconds, 1e-9)
+    return LoadFigures(
+        colour=colour,
+        requests=len(answers),
+        errors=len(answers) - len(ok),
+        seconds=seconds,
+        requests_per_s=len(ok) / wall,
+        tokens_per_s=tokens / wall,
+        ttft_p95_s=percentile([a.ttft_s for a in ok if a.ttft_s is not None], 95),
+        latency_p95_s=percentile([a.latency_s for a in ok], 95),
     )

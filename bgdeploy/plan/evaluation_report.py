@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from bgdeploy.plan.evaluation import ColourScore, DatasetResult
+from bgdeploy.plan.evaluation import ColourScore, DatasetResult, LoadFigures
 from bgdeploy.plan.verdict import Check, Verdict, format_rate, format_seconds
 
 _MARK = {True: "✅", False: "❌"}
@@ -94,3 +94,20 @@ def inline_only(verdict: Verdict, datasets: list[DatasetResult]) -> Verdict:
         return verdict
     prefixes = tuple(d.path + ":" for d in datasets)
     return replace(verdict, results=tuple(r for r in verdict.results if not r.name.startswith(prefixes)))
+
+
+def load_table(figures: list[LoadFigures]) -> list[str]:
+    if not figures:
+        return []
+    rows = [
+        "Load probe (the same requests to each colour at once, at the same concurrency):",
+        "",
+        "| colour | requests | errors | requests/s | tokens/s | TTFT p95 | latency p95 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rows += [
+        f"| {f.colour} | {f.requests} | {f.errors} | {f.requests_per_s:.1f} | {f.tokens_per_s:.1f} | "
+        f"{_seconds(f.ttft_p95_s)} | {_seconds(f.latency_p95_s)} |"
+        for f in figures
+    ]
+    return rows

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
-from bgdeploy.plan.evaluation import DatasetResult
+from bgdeploy.plan.evaluation import DatasetResult, LoadFigures
 from bgdeploy.plan.state import Release
 from bgdeploy.plan.steps import DeployPlan
 from bgdeploy.plan.verdict import Check, Verdict
@@ -53,6 +53,7 @@ class Result:
     live_validation: Verdict | None = None
     relative: list[Check] = field(default_factory=list)  # validation gates against the live colour
     datasets: list[DatasetResult] = field(default_factory=list)
+    load_probe: list[LoadFigures] = field(default_factory=list)  # validation.load, one entry per colour
     smoke: Verdict | None = None
     bake: LiveVerdict | None = None
     canary: list[CanaryRecord] = field(default_factory=list)

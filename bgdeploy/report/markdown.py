@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
+from bgdeploy.plan.evaluation_report import colour_table, dataset_tables, inline_only, load_table, relative_table
 from bgdeploy.plan.result import Result
 from bgdeploy.plan.verdict import PromptResult, Verdict, format_rate, format_seconds
 from bgdeploy.report.live import breach_text
@@ -192,8 +193,17 @@ def render(result: Result) -> str:
         new = result.target.colour if result.target else "new"
         old = result.previous_colour or "live"
         lines += [f"#### Validation of {new}", ""]
-        lines += _verdict_rows(result.validation, result.live_validation, new, old)
-        lines += ["", *_checks(result.validation), ""]
+        lines += [*colour_table(result.validation, result.live_validation, new, old), ""]
+        green = inline_only(result.validation, result.datasets)
+        live = inline_only(result.live_validation, result.datasets) if result.live_validation else None
+        tables = [
+            _verdict_rows(green, live, new, old) if green.results else [],
+            _checks(result.validation),
+            relative_table(result.relative),
+            dataset_tables(result.datasets, new, old, escape_inline),
+            load_table(result.load_probe),
+        ]
+        lines += [line for table in tables if table for line in (*table, "")]
     if result.smoke is not None:
         lines += ["#### Smoke test through the router", "", *_verdict_rows(result.smoke, None, "result", ""), ""]
     if result.canary:

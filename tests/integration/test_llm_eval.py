@@ -129,9 +129,14 @@ def test_a_green_that_loses_five_points_against_live_is_refused_and_an_equal_one
     assert "Failing on green in evals/arith.jsonl" in text
     assert dep.serving_model() == "acme/chat-v1", "the refused green never took traffic"
 
-    dep.write("acme/chat-v3", validation=validation)
+    # An equally good green goes; the opt-in load probe asks both colours the same requests at once.
+    dep.write("acme/chat-v3", validation={**validation, "load": {"concurrency": 4, "requests": 16}})
     ok(dep.run("deploy", "--json", str(tmp_path / "v3.json")))
-    assert gates(result(tmp_path / "v3.json"))["pass rate vs live"]["ok"] is True
+    good = result(tmp_path / "v3.json")
+    assert gates(good)["pass rate vs live"]["ok"] is True
+    probe = {f["colour"]: f for f in good["load_probe"]}
+    assert set(probe) == {"blue", "green"} and all(f["requests"] == 16 and f["errors"] == 0 for f in probe.values())
+    assert probe["green"]["ttft_p95_s"] is not None and probe["green"]["tokens_per_s"] > 0
     assert dep.serving_model() == "acme/chat-v3"
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from bgdeploy.errors import SpecError
-from bgdeploy.plan.evaluation import agreement, dataset_result, relative_gates
-from bgdeploy.plan.evaluation_report import dataset_tables, relative_table
+from bgdeploy.plan.evaluation import agreement, dataset_result, load_figures, relative_gates
+from bgdeploy.plan.evaluation_report import dataset_tables, load_table, relative_table
 from bgdeploy.plan.structured import ToolCall
 from bgdeploy.plan.verdict import Answer, Verdict, judge, judge_answer
 from bgdeploy.spec import parse_spec_text
@@ -318,3 +318,13 @@ def test_dataset_results_list_failing_prompts_escaped_first_n() -> None:
     table = "\n".join(dataset_tables([result], "green", "blue", escape_inline))
     assert "7 of 50 (sample, seed 1)" in table and "(first 3 of 7)" in table
     assert "<b>" not in table and "@\u200dteam" in table and "\\|" in table
+
+
+def test_load_figures_side_by_side() -> None:
+    answers = [Answer(f"p{i}", "yes", 0.5, 200, None, ttft_s=0.1 * i, output_tokens=10) for i in range(1, 11)]
+    answers.append(Answer("p11", None, 5.0, 500, "HTTP 500"))
+    figures = load_figures("green", answers, 2.0)
+    assert (figures.requests, figures.errors, figures.requests_per_s, figures.tokens_per_s) == (11, 1, 5.0, 50.0)
+    assert figures.ttft_p95_s == 1.0 and figures.latency_p95_s == 0.5
+    table = "\n".join(load_table([figures]))
+    assert "| green | 11 | 1 | 5.0 | 50.0 | 1s | 500ms |" in table
