@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from bgdeploy import __version__
 from bgdeploy.errors import EXIT_DEPLOY_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, BgdeployError, SpecError
+from bgdeploy.modes import HostMode, is_host_mode, modes_help
 
 if TYPE_CHECKING:
     from bgdeploy.execute.session import Session
@@ -140,36 +141,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return _on_host(args, "plan", work)
 
 
-def cmd_deploy(args: argparse.Namespace) -> int:
-    from bgdeploy.execute.commands import run_deploy
+def cmd_host(args: argparse.Namespace) -> int:
+    """deploy, rollback, promote and abort: the mode's entry in the command table, the flags as its options."""
+    from bgdeploy.execute.commands import COMMANDS, Options
 
-    return _on_host(
-        args,
-        "deploy",
-        lambda s: run_deploy(
-            s, force=args.force, lock_wait=args.lock_wait, unlock=args.force_unlock, preview=args.preview
-        ),
-    )
+    mode = _host_mode(args)
+    options = Options(force=getattr(args, "force", False), lock_wait=args.lock_wait, unlock=args.force_unlock)
+    return _on_host(args, args.command, lambda s: COMMANDS[mode](s, options))
 
 
-def cmd_rollback(args: argparse.Namespace) -> int:
-    from bgdeploy.execute.commands import run_rollback
-
-    return _on_host(args, "rollback", lambda s: run_rollback(s, lock_wait=args.lock_wait, unlock=args.force_unlock))
-
-
-def cmd_promote(args: argparse.Namespace) -> int:
-    from bgdeploy.execute.commands import run_promote
-
-    return _on_host(
-        args, "promote", lambda s: run_promote(s, full=args.full, lock_wait=args.lock_wait, unlock=args.force_unlock)
-    )
-
-
-def cmd_abort(args: argparse.Namespace) -> int:
-    from bgdeploy.execute.commands import run_abort
-
-    return _on_host(args, "abort", lambda s: run_abort(s, lock_wait=args.lock_wait, unlock=args.force_unlock))
+def _host_mode(args: argparse.Namespace) -> HostMode:
+    if args.command == "deploy" and args.preview:
+        return "preview"
+    if args.command == "promote" and args.full:
+        return "promote-full"
+    mode: str = args.command
+    if not is_host_mode(mode):
+        raise AssertionError(f"{mode} is not a host mode")
+    return mode
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -349,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     outputs(command("plan", "show what a deploy would do on the host (read-only)", cmd_plan))
-    deploy = command("deploy", "start the new colour, validate it, switch traffic, roll back on failure", cmd_deploy)
+    deploy = command("deploy", "start the new colour, validate it, switch traffic, roll back on failure", cmd_host)
     deploy.add_argument("--force", action="store_true", help="deploy even when this spec is already live")
     deploy.add_argument(
         "--preview",
@@ -358,14 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     locking(deploy)
     outputs(deploy)
-    rollback = command("rollback", "make the previous colour live again", cmd_rollback)
+    rollback = command("rollback", "make the previous colour live again", cmd_host)
     locking(rollback)
     outputs(rollback)
-    promote = command("promote", "go on with a paused canary: the next step, then the rest of the deploy", cmd_promote)
+    promote = command("promote", "go on with a paused canary: the next step, then the rest of the deploy", cmd_host)
     promote.add_argument("--full", action="store_true", help="skip the remaining canary steps: straight to 100%%")
     locking(promote)
     outputs(promote)
-    abort = command("abort", "stop a canary: all traffic back to the old colour, the new one removed", cmd_abort)
+    abort = command("abort", "stop a canary: all traffic back to the old colour, the new one removed", cmd_host)
     locking(abort)
     outputs(abort)
     status = command("status", "show the live colour, each colour's health and the last deploys", cmd_status)
@@ -410,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the GitHub Action's work (settings from BGDEPLOY_* and GITHUB_* environment variables)",
         description="Validate, plan, preview, deploy or roll back as the GitHub Action does, and report to the "
         "job summary, the step outputs, the pull request and GitHub Deployments. Reads BGDEPLOY_SPEC, "
-        "BGDEPLOY_MODE (auto|validate|plan|preview|deploy|rollback), BGDEPLOY_SSH_KEY, BGDEPLOY_KNOWN_HOSTS, "
+        f"BGDEPLOY_MODE ({modes_help()}), BGDEPLOY_SSH_KEY, BGDEPLOY_KNOWN_HOSTS, "
         "BGDEPLOY_GITHUB_TOKEN, BGDEPLOY_COMMENT, BGDEPLOY_ENVIRONMENT and GitHub's own variables.",
     )
     ci.set_defaults(run=cmd_ci)

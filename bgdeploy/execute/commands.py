@@ -6,8 +6,9 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bgdeploy.errors import BgdeployError, DeployFailed
 from bgdeploy.execute.clock import Clock, SystemClock, utc_now
@@ -19,12 +20,16 @@ from bgdeploy.execute.router import rotate_access_log
 from bgdeploy.execute.session import Output, Session
 from bgdeploy.execute.state_file import append_history
 from bgdeploy.execute.status import status
+from bgdeploy.modes import HostMode
 from bgdeploy.plan.names import Layout
 from bgdeploy.plan.result import Result
 from bgdeploy.plan.state import damaged_message, state_problems
 from bgdeploy.policy.host import check_policy, enforce_policy
 from bgdeploy.spec.load import LoadedSpec
 from bgdeploy.transports.connect import open_host
+
+if TYPE_CHECKING:
+    from bgdeploy.lifecycle.remove import Removal
 
 
 @contextmanager
@@ -155,6 +160,36 @@ def run_promote(session: Session, *, full: bool, lock_wait: float, unlock: bool)
 
 def run_abort(session: Session, *, lock_wait: float, unlock: bool) -> Result:
     return _locked(session, abort, lock_wait=lock_wait, unlock=unlock)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a host command runs, as the command line or the action asks."""
+
+    force: bool = False  # deploy even when the spec is already live
+    lock_wait: float = 0.0  # seconds to wait for another run's lock
+    unlock: bool = False  # remove the lock first, whoever holds it
+    keep_state: bool = False  # remove: keep the state directory
+    confirm: Callable[[Removal], bool] = lambda _: True  # remove: asked before anything is removed
+
+
+def _remove(session: Session, o: Options) -> Result:
+    from bgdeploy.lifecycle.remove import run_remove  # lifecycle builds on this module
+
+    return run_remove(session, keep_state=o.keep_state, confirm=o.confirm, lock_wait=o.lock_wait, unlock=o.unlock)
+
+
+# The one table of what each host mode runs: the CLI's subcommands and the action's modes both look it up.
+COMMANDS: dict[HostMode, Callable[[Session, Options], Result]] = {
+    "plan": lambda s, o: run_plan(s),
+    "preview": lambda s, o: run_deploy(s, force=o.force, lock_wait=o.lock_wait, unlock=o.unlock, preview=True),
+    "deploy": lambda s, o: run_deploy(s, force=o.force, lock_wait=o.lock_wait, unlock=o.unlock),
+    "rollback": lambda s, o: run_rollback(s, lock_wait=o.lock_wait, unlock=o.unlock),
+    "promote": lambda s, o: run_promote(s, full=False, lock_wait=o.lock_wait, unlock=o.unlock),
+    "promote-full": lambda s, o: run_promote(s, full=True, lock_wait=o.lock_wait, unlock=o.unlock),
+    "abort": lambda s, o: run_abort(s, lock_wait=o.lock_wait, unlock=o.unlock),
+    "remove": _remove,
+}
 
 
 def run_status(session: Session) -> dict[str, Any]:

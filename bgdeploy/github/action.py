@@ -32,8 +32,9 @@ from bgdeploy.github.client import GitHubApi
 from bgdeploy.github.comment import comment_body, ours, spec_errors_markdown
 from bgdeploy.github.context import ACTIONS_BOT, Context
 from bgdeploy.github.deployments import GpuFact, Record
-from bgdeploy.github.modes import DEPLOYING, MODES, decide_mode
+from bgdeploy.github.modes import decide_mode
 from bgdeploy.github.offline import held_mib, offline_plan
+from bgdeploy.modes import DEPLOYING, MODES, HostMode, is_host_mode, is_mode
 from bgdeploy.plan.result import Result
 from bgdeploy.plan.state import Release
 from bgdeploy.report.markdown import render
@@ -178,7 +179,7 @@ class Runner:
             if ctx.get(name):
                 self.mask(ctx.get(name))
         requested = ctx.get("BGDEPLOY_MODE", "auto").strip() or "auto"
-        if requested not in MODES:
+        if not is_mode(requested):
             raise UsageError(f"BGDEPLOY_MODE={requested!r} is not a mode; use one of {', '.join(MODES)}")
         spec_path = ctx.get("BGDEPLOY_SPEC", "bluegreen.yaml")
 
@@ -216,6 +217,8 @@ class Runner:
                 f"mode {decision.mode} connects to {spec.target.host} and needs the deploy key: pass the "
                 "ssh-private-key input from the secret of the protected environment that holds it"
             )
+        if not is_host_mode(decision.mode):  # decide_mode never leaves `auto`; the others returned above
+            raise UsageError(f"mode {decision.mode} does not run on the host")
         return self.on_host(loaded, decision.mode)
 
     def invalid(self, exc: SpecError) -> int:
@@ -283,15 +286,8 @@ class Runner:
         self.set_outputs({**outputs(result, outcome, self.report_path, None), "model": spec.model.name})
         return EXIT_OK
 
-    def on_host(self, loaded: LoadedSpec, mode: str) -> int:
-        from bgdeploy.execute.commands import (
-            open_session,
-            run_abort,
-            run_deploy,
-            run_plan,
-            run_promote,
-            run_rollback,
-        )
+    def on_host(self, loaded: LoadedSpec, mode: HostMode) -> int:
+        from bgdeploy.execute.commands import COMMANDS, Options, open_session
         from bgdeploy.execute.session import Output, Session
 
         spec = loaded.spec
@@ -333,21 +329,8 @@ class Runner:
                 current.append(session)
                 session.on_target = create_deployment
                 result = session.result
-                if mode == "plan":
-                    result = run_plan(session)
-                elif mode == "rollback":
-                    result = run_rollback(session, lock_wait=600, unlock=False)
-                elif mode in ("promote", "promote-full"):
-                    result = run_promote(session, full=mode == "promote-full", lock_wait=600, unlock=False)
-                elif mode == "abort":
-                    result = run_abort(session, lock_wait=600, unlock=False)
-                elif mode == "remove":
-                    from bgdeploy.lifecycle.remove import run_remove
-
-                    # The workflow asked for it, behind its environment: no prompt in CI.
-                    result = run_remove(session, keep_state=False, confirm=lambda _: True, lock_wait=600)
-                else:
-                    result = run_deploy(session, force=False, lock_wait=600, unlock=False, preview=mode == "preview")
+                # A remove was asked for by the workflow, behind its environment: no prompt in CI.
+                result = COMMANDS[mode](session, Options(lock_wait=600, confirm=lambda _: True))
         except BgdeployError as exc:
             result.outcome = "failed"
             result.failure = result.failure or str(exc)

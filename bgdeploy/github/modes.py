@@ -11,34 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bgdeploy.github.context import PULL_REQUEST_EVENTS
-
-MODES = (
-    "auto",
-    "validate",
-    "offline-plan",
-    "plan",
-    "preview",
-    "deploy",
-    "rollback",
-    "promote",
-    "promote-full",
-    "abort",
-    "remove",
-)
-# Modes that change what serves: they get a GitHub deployment and report on the merged pull request.
-DEPLOYING = ("deploy", "rollback", "promote", "promote-full", "abort")
-# Modes that connect to the host. `remove` takes a deployment down (a temporary preview, when its pull request
-# closes): no new GitHub deployment, the live one is set inactive.
-ON_HOST = ("plan", "preview", *DEPLOYING, "remove")
+from bgdeploy.modes import Mode
 
 
 @dataclass(frozen=True)
 class Decision:
-    mode: str
+    mode: Mode
     why: str
 
 
-def decide_mode(requested: str, event_name: str, ref: str, default_branch: str | None) -> Decision:
+def decide_mode(requested: Mode, event_name: str, ref: str, default_branch: str | None) -> Decision:
     """`auto`: an offline plan on pull requests, a deploy on a push to the default branch."""
     if requested != "auto":
         return Decision(requested, f"mode: {requested} was asked for by the workflow")
