@@ -4,75 +4,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from typing import cast
 
 import pytest
 
-from bgdeploy.errors import DeployFailed, TransportError
+from bgdeploy.errors import DeployFailed
 from bgdeploy.execute import lock as lock_module
 from bgdeploy.execute.clock import poll
 from bgdeploy.execute.lock import STALE_AFTER, HostLock, LockHeld, LockInfo, force_unlock
-from bgdeploy.transports.base import Host
+from tests.fakes import FakeClock, FakeHost
 
 PATH = "/home/deploy/.bgdeploy/chat/lock"
-
-
-class FakeClock:
-    """now() is a counter; sleep(s) advances it and records s."""
-
-    def __init__(self, start: float = 1000.0, on_sleep: Callable[[], None] | None = None) -> None:
-        self.t = start
-        self.sleeps: list[float] = []
-        self.on_sleep = on_sleep
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.t += seconds
-        if self.on_sleep is not None:
-            self.on_sleep()
-
-
-class FakeHost:
-    """Only what lock.py calls, on a dict."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.fail_reads_after: int | None = None
-        self.reads = 0
-        self.writes = 0
-
-    def create_exclusive(self, path: str, data: bytes) -> bool:
-        if path in self.files:
-            return False
-        self.files[path] = data
-        return True
-
-    def read_file(self, path: str) -> bytes | None:
-        self.reads += 1
-        if self.fail_reads_after is not None and self.reads > self.fail_reads_after:
-            raise TransportError("the connection is gone")
-        return self.files.get(path)
-
-    def write_file(self, path: str, data: bytes) -> None:
-        self.writes += 1
-        self.files[path] = data
-
-    def remove(self, path: str) -> None:
-        self.files.pop(path, None)
-
-    def rename(self, source: str, target: str) -> None:
-        if source not in self.files:
-            raise TransportError(f"cannot rename {source}: no such file")
-        self.files[target] = self.files.pop(source)
-
-
-def as_host(fake: FakeHost) -> Host:
-    return cast(Host, fake)
 
 
 def holder(fake: FakeHost) -> LockInfo:
@@ -82,7 +23,7 @@ def holder(fake: FakeHost) -> LockInfo:
 
 
 def host_lock(fake: FakeHost, owner: str, clock: FakeClock | None = None) -> HostLock:
-    return HostLock(as_host(fake), PATH, clock or FakeClock(), owner=owner)
+    return HostLock(fake.as_host(), PATH, clock or FakeClock(), owner=owner)
 
 
 # --- poll -------------------------------------------------------------------------------------------------
@@ -282,7 +223,7 @@ def test_release_after_force_unlock_is_harmless() -> None:
     fake = FakeHost()
     lock = host_lock(fake, "alice")
     lock.acquire()
-    force_unlock(as_host(fake), PATH)
+    force_unlock(fake.as_host(), PATH)
     lock.release()
     assert PATH not in fake.files
 
@@ -290,12 +231,12 @@ def test_release_after_force_unlock_is_harmless() -> None:
 def test_force_unlock_returns_the_holder() -> None:
     fake = FakeHost()
     fake.files[PATH] = stale_lock(owner="carol", age=0)
-    assert force_unlock(as_host(fake), PATH) == "carol, started 2025-01-01T00:00:00Z"
+    assert force_unlock(fake.as_host(), PATH) == "carol, started 2025-01-01T00:00:00Z"
     assert PATH not in fake.files
 
 
 def test_force_unlock_without_a_lock() -> None:
-    assert force_unlock(as_host(FakeHost()), PATH) is None
+    assert force_unlock(FakeHost().as_host(), PATH) is None
 
 
 def beating_lock(fake: FakeHost, monkeypatch: pytest.MonkeyPatch) -> HostLock:
@@ -354,7 +295,7 @@ def test_a_heartbeat_that_never_changes_is_stale_whatever_the_clocks_say() -> No
     fake = FakeHost()
     fake.files[PATH] = stale_lock(age=-600)
     clock = FakeClock()
-    lock = HostLock(as_host(fake), PATH, clock, owner="bob")
+    lock = HostLock(fake.as_host(), PATH, clock, owner="bob")
     lock.acquire(wait=QUIET_AFTER + 30)
     try:
         assert holder(fake).owner == "bob"
@@ -375,6 +316,6 @@ def test_a_moving_heartbeat_is_never_taken_over() -> None:
         fake.files[PATH] = json.dumps({**body, "heartbeat": time.time() + next(beats) * 1e-3}).encode()
 
     fake.files[PATH] = stale_lock(age=0)
-    lock = HostLock(as_host(fake), PATH, FakeClock(on_sleep=beat), owner="bob")
+    lock = HostLock(fake.as_host(), PATH, FakeClock(on_sleep=beat), owner="bob")
     with pytest.raises(LockHeld, match="carol on runner-3"):
         lock.acquire(wait=QUIET_AFTER * 3)
