@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bgdeploy.execute.session import Session
+from bgdeploy.plan.live import decide_live
 from bgdeploy.plan.names import COLOURS, Colour
 from bgdeploy.plan.nginx import parse_managed_header
 from bgdeploy.plan.state import HostState, Release
@@ -74,29 +75,7 @@ def observe(session: Session) -> Observed:
     if raw and weights is None:
         warnings.append(f"{router_config_path(session)} exists but was not written by bgdeploy; it will be replaced")
 
-    routed: Colour | None = None
-    for colour, weight in (weights or {}).items():
-        if routed is None or weight > (weights or {})[routed]:
-            routed = colour
-    live: Release | None = None
-    if routed is not None:
-        info = containers.get(routed)
-        if info is not None and info.running:
-            live = release_of(info, routed)
-            if state.live is not None and state.live.colour != routed:
-                warnings.append(
-                    f"state.json says {state.live.colour} is live but the router sends traffic to {routed}; "
-                    f"trusting the router (a previous deploy was interrupted)"
-                )
-        else:
-            warnings.append(f"the router points at {routed}, whose container is not running: nothing serves now")
-    elif state.live is not None:
-        info = containers.get(state.live.colour)
-        if info is not None and info.running:
-            warnings.append(f"state.json says {state.live.colour} is live but no router config routes to it")
-        else:
-            warnings.append(f"state.json says {state.live.colour} is live but its container is not running")
-
-    if live is not None and state.live is not None and state.live.colour == live.colour:
-        live = state.live  # the recorded release has the exact deploy time; labels agree on the rest
+    running = {c: release_of(i, c) if i is not None and i.running else None for c, i in containers.items()}
+    live, decided = decide_live(state, running, weights)
+    warnings += decided
     return Observed(state, containers, router_container, weights, live, tuple(warnings))
