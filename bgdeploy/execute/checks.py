@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from bgdeploy.analysis.model_metrics import wants_model_metrics
 from bgdeploy.analysis.source import Cursor
 from bgdeploy.analysis.verdict import LiveVerdict
 from bgdeploy.analysis.verdict import judge as judge_live
+from bgdeploy.execute.model_watch import ModelWatch, judge_models
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.verdict import Verdict, judge
 from bgdeploy.report.live import figures
@@ -56,6 +58,28 @@ def watch(
     limits = spec.rollout.rollback_on
     start = session.clock.now()
     last_said = 0.0
+    # vLLM's own metrics, scraped from each colour directly, when rollback_on has a model-metrics limit.
+    models = ModelWatch.start(session, [new, old] if old else [new]) if wants_model_metrics(limits) else None
+    try:
+        return _watch(session, new, old, since, seconds, alive, models, start, last_said)
+    finally:
+        if models is not None:
+            models.close()
+
+
+def _watch(
+    session: Session,
+    new: str,
+    old: str | None,
+    since: Cursor,
+    seconds: float,
+    alive: Callable[[], None] | None,
+    models: ModelWatch | None,
+    start: float,
+    last_said: float,
+) -> tuple[LiveVerdict, LiveVerdict | None]:
+    spec = session.loaded.spec
+    limits = spec.rollout.rollback_on
     while True:
         window = session.traffic.since(since)
         baseline = window.of(old) if old else None
@@ -70,6 +94,8 @@ def watch(
         if alive is not None:
             alive()
         elapsed = session.clock.now() - start
+        if models is not None:
+            judge_models(session, models, new, old, elapsed, {new: verdict, **({old: old_verdict} if old else {})})
         if verdict.breached or elapsed >= seconds:
             return verdict, old_verdict
         if elapsed - last_said >= 10 or last_said == 0:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from bgdeploy.plan.evaluation import ColourScore, DatasetResult, LoadFigures
+from bgdeploy.plan.result import ModelPoint
 from bgdeploy.plan.verdict import Check, Verdict, format_rate, format_seconds
 
 _MARK = {True: "✅", False: "❌"}
@@ -110,4 +111,51 @@ def load_table(figures: list[LoadFigures]) -> list[str]:
         f"{_seconds(f.ttft_p95_s)} | {_seconds(f.latency_p95_s)} |"
         for f in figures
     ]
+    return rows
+
+
+def model_charts(points: list[ModelPoint]) -> list[str]:
+    """TTFT p95 and error rate per colour over the bake or canary, as mermaid xycharts (GitHub renders them)."""
+    if not points:
+        return []
+    colours = list(dict.fromkeys(p.colour for p in points))
+    times = sorted({p.t_s for p in points})
+    by_key = {(p.colour, p.t_s): p for p in points}
+    labels = ", ".join(f'"{t:.0f}s"' for t in times)
+    rows = ["#### Model metrics over the watch", ""]
+    summary = [
+        "| colour | requests | TTFT p95 | ITL p95 | waiting (peak) | KV cache |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for colour in colours:
+        last = [p for p in points if p.colour == colour][-1]
+        queue = f"{last.queue_peak:g}" if last.queue_peak is not None else "-"
+        kv = format_rate(last.kv_cache) if last.kv_cache is not None else "-"
+        latency = f"{_seconds(last.ttft_p95_s)} | {_seconds(last.itl_p95_s)}"
+        summary.append(f"| {colour} | {last.requests} | {latency} | {queue} | {kv} |")
+    rows += [*summary, ""]
+
+    def ttft_ms(p: ModelPoint) -> float:
+        return (p.ttft_p95_s or 0.0) * 1000
+
+    def error_percent(p: ModelPoint) -> float:
+        return (p.error_rate or 0.0) * 100
+
+    charts: list[tuple[str, str, Callable[[ModelPoint], float]]] = [
+        ("TTFT p95 (ms)", "ms", ttft_ms),
+        ("Error rate (%)", "percent", error_percent),
+    ]
+    for title, axis, value in charts:
+        series = [[round(value(by_key[(c, t)]), 1) if (c, t) in by_key else 0 for t in times] for c in colours]
+        top = max([1.0, *(v for line in series for v in line)])
+        rows += [
+            "```mermaid",
+            "xychart-beta",
+            f'    title "{title}: {" then ".join(colours)}"',
+            f"    x-axis [{labels}]",
+            f'    y-axis "{axis}" 0 --> {top * 1.1:.0f}',
+            *[f"    line [{', '.join(str(v) for v in line)}]" for line in series],
+            "```",
+            "",
+        ]
     return rows

@@ -39,6 +39,20 @@ class CanaryRecord:
 
 
 @dataclass
+class ModelPoint:
+    """One colour's model metrics (vLLM /metrics) and error rate at one look of the bake or a canary step."""
+
+    t_s: float  # since the watch began
+    colour: str
+    requests: int
+    ttft_p95_s: float | None
+    itl_p95_s: float | None
+    queue_peak: float | None
+    kv_cache: float | None
+    error_rate: float | None
+
+
+@dataclass
 class Result:
     command: str
     name: str
@@ -54,6 +68,7 @@ class Result:
     relative: list[Check] = field(default_factory=list)  # validation gates against the live colour
     datasets: list[DatasetResult] = field(default_factory=list)
     load_probe: list[LoadFigures] = field(default_factory=list)  # validation.load, one entry per colour
+    model_series: list[ModelPoint] = field(default_factory=list)  # rollback_on model metrics, at each look
     smoke: Verdict | None = None
     bake: LiveVerdict | None = None
     canary: list[CanaryRecord] = field(default_factory=list)

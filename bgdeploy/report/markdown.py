@@ -9,7 +9,14 @@ from __future__ import annotations
 import re
 
 from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
-from bgdeploy.plan.evaluation_report import colour_table, dataset_tables, inline_only, load_table, relative_table
+from bgdeploy.plan.evaluation_report import (
+    colour_table,
+    dataset_tables,
+    inline_only,
+    load_table,
+    model_charts,
+    relative_table,
+)
 from bgdeploy.plan.result import Result
 from bgdeploy.plan.verdict import PromptResult, Verdict, format_rate, format_seconds
 from bgdeploy.report.live import breach_text
@@ -224,6 +231,7 @@ def render(result: Result) -> str:
             *[f"- {escape_inline(breach_text(x), 300)}" for x in b.breaches],
             "",
         ]
+    lines += model_charts(result.model_series)
     if result.failed_logs:
         lines += ["#### Last log lines of the failed container", "", escape_block(result.failed_logs[-LOG_LINES:]), ""]
     if result.phases:

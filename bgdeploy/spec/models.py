@@ -31,7 +31,6 @@ ENVIRONMENT_PATTERN = r"^[A-Za-z0-9_.-]([A-Za-z0-9 _./-]{0,253}[A-Za-z0-9_.-])?$
 # Relative and without backslashes; `..` segments and symlinks out of the checkout are refused when loading.
 DATASET_PATH_PATTERN = r"^[^/\\\s][^\\\s]*$"
 
-
 FLEET_HOST_PATTERN = r"^[A-Za-z0-9\[][A-Za-z0-9_.:%\[\]-]{0,252}$"
 FLEET_LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$"
 FLEET_PERCENT_PATTERN = r"^([1-9][0-9]?|100)%$"
@@ -533,6 +532,31 @@ class RollbackOn(_Section):
             "reports, besides every 5xx and a request that got no answer: 401/403 (an API-key drift), 404 (a "
             "served-model-name drift) and 429 (refused load) by default. [] counts only 5xx."
         ),
+    )
+    ttft_p95: Duration | None = Field(
+        default=None,
+        description="Model metrics: maximum p95 time to first token of a colour, from vLLM's /metrics histograms.",
+    )
+    itl_p95: Duration | None = Field(
+        default=None, description="Model metrics: maximum p95 inter-token latency of a colour, from vLLM's /metrics."
+    )
+    max_queue: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000,
+        description="Model metrics: most requests a colour may keep waiting (vllm:num_requests_waiting, peak).",
+    )
+    ttft_p95_vs_live: float | None = Field(
+        default=None, gt=1, le=100, description="The new colour's TTFT p95 may be at most this many times the old's."
+    )
+    itl_p95_vs_live: float | None = Field(
+        default=None, gt=1, le=100, description="The new colour's ITL p95 may be at most this many times the old's."
+    )
+    max_queue_vs_live: float | None = Field(
+        default=None,
+        gt=1,
+        le=100,
+        description="The new colour's peak queue may be at most this many times the old's (when the old queues).",
     )
 
 

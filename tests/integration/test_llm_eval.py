@@ -10,10 +10,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.integration.deployments import Deployment, failed, ok
@@ -171,3 +174,63 @@ def test_tool_and_json_prompts_and_a_green_with_twenty_times_the_ttft(dep: Deplo
     answer = slow["validation"]["results"][0]["answer"]
     assert answer["ttft_s"] >= 2.0 and answer["output_tokens"] == 6 and answer["tokens_per_s"] > 0
     assert dep.serving_model() == "acme/chat-v1"
+
+
+class Clients:
+    """`count` clients in a loop through the router (bounded in time), to make a slow colour queue."""
+
+    def __init__(self, url: str, count: int, max_seconds: float = 180) -> None:
+        self.url = url
+        self.sent = 0
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + max_seconds
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(count)]
+
+    def __enter__(self) -> Clients:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def _loop(self) -> None:
+        body = {"model": "chat", "messages": [{"role": "user", "content": "What is 2+2?"}], "max_tokens": 8}
+        with httpx.Client(timeout=30) as client:
+            while not self._stop.is_set() and time.monotonic() < self._deadline:
+                try:
+                    client.post(f"{self.url}/v1/chat/completions", json=body)
+                except httpx.HTTPError:
+                    time.sleep(0.05)  # the router is being reloaded: try again
+                self.sent += 1
+
+
+def test_a_canary_whose_green_queues_is_rolled_back_by_max_queue(dep: Deployment, tmp_path: Path) -> None:
+    dep.write("acme/chat-v1")
+    ok(dep.run("deploy"))
+    # Green serves one request at a time, slowly: with 8 clients and half the traffic, requests pile up in
+    # its queue (vllm:num_requests_waiting), which is scraped from green's /metrics directly.
+    dep.write(
+        "acme/chat-v2",
+        env={"FAKEVLLM_MAX_RUNNING": "1", "FAKEVLLM_LATENCY_MS": "300"},
+        validation={"compare_with_live": False},
+        rollout={
+            "strategy": "canary",
+            "steps": [{"weight": 50, "bake": "60s"}],
+            "analysis_interval": "1s",
+            "rollback_on": {"max_queue": 2, "min_requests": 5},
+        },
+    )
+    with Clients(dep.url, 8) as clients:
+        dep.wait_for(lambda: clients.sent >= 20, 30, "traffic to flow")
+        out = failed(dep.run("deploy", "--json", str(tmp_path / "v2.json"), "--report", str(tmp_path / "v2.md")))
+    assert "the model metrics of green breached rollout.rollback_on" in out, out
+    assert "waiting requests (peak)" in out and "rollback_on.max_queue" in out
+    assert dep.serving_model() == "acme/chat-v1"
+    series = result(tmp_path / "v2.json")["model_series"]
+    assert max(p["queue_peak"] or 0 for p in series if p["colour"] == "green") > 2
+    assert {p["colour"] for p in series} == {"blue", "green"}
+    report = (tmp_path / "v2.md").read_text()
+    assert "#### Model metrics over the watch" in report and "TTFT p95 (ms)" in report

@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 
+from bgdeploy.analysis.model_metrics import ModelFigures, judge_model, model_breach_text, snapshot
+from bgdeploy.analysis.model_metrics import figures as model_figures
 from bgdeploy.errors import SpecError
 from bgdeploy.plan.evaluation import agreement, dataset_result, load_figures, relative_gates
 from bgdeploy.plan.evaluation_report import dataset_tables, load_table, relative_table
 from bgdeploy.plan.structured import ToolCall
 from bgdeploy.plan.verdict import Answer, Verdict, judge, judge_answer
 from bgdeploy.spec import parse_spec_text
-from bgdeploy.spec.models import Prompt, Thresholds
+from bgdeploy.spec.models import Prompt, RollbackOn, Thresholds
 from bgdeploy.transports.http import StreamReader, request_body
 from bgdeploy.untrusted.markdown import escape_inline
 from tests.unit.conftest import MINIMAL
@@ -328,3 +330,47 @@ def test_load_figures_side_by_side() -> None:
     assert figures.ttft_p95_s == 1.0 and figures.latency_p95_s == 0.5
     table = "\n".join(load_table([figures]))
     assert "| green | 11 | 1 | 5.0 | 50.0 | 1s | 500ms |" in table
+
+
+# --- model metrics (vLLM /metrics) -----------------------------------------------------------------------
+
+
+def metrics_text(ttft: list[float], waiting: float, itl: tuple[float, ...] = ()) -> str:
+    def hist(name: str, values: list[float], bounds: tuple[float, ...]) -> list[str]:
+        lines = [f'{name}_bucket{{model_name="chat",le="{b}"}} {sum(1 for v in values if v <= b)}' for b in bounds]
+        lines += [f'{name}_bucket{{model_name="chat",le="+Inf"}} {len(values)}', f"{name}_count {len(values)}"]
+        return [*lines, f"{name}_sum {sum(values)}"]
+
+    bounds = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+    lines = [
+        *hist("vllm:time_to_first_token_seconds", ttft, bounds),
+        *hist("vllm:inter_token_latency_seconds", list(itl), bounds),
+        f'vllm:num_requests_waiting{{model_name="chat"}} {waiting}',
+        'vllm:kv_cache_usage_perc{model_name="chat"} 0.25',
+        f'vllm:num_preemptions_total{{model_name="chat"}} {len(ttft) // 10}',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_model_figures_are_over_the_window_only() -> None:
+    before = snapshot(metrics_text([2.0] * 50, 0))  # slow requests before the window do not count
+    after = snapshot(metrics_text([2.0] * 50 + [0.08] * 40, 3, itl=(0.02,) * 30))
+    found = model_figures(before, after, queue_peak=3)
+    assert found.requests == 40 and found.ttft_p95_s is not None and 0.05 < found.ttft_p95_s <= 0.1
+    assert found.itl_p95_s is not None and found.itl_p95_s <= 0.05
+    assert found.queue_peak == 3 and found.kv_cache == 0.25 and found.preemptions == 4
+
+
+def test_model_gates_queue_at_once_latency_after_min_requests_and_relative_to_live() -> None:
+    limits = RollbackOn(max_queue=2, ttft_p95=0.5, ttft_p95_vs_live=2)
+    green = ModelFigures(requests=3, ttft_p95_s=1.0, itl_p95_s=0.01, queue_peak=5, kv_cache=None, preemptions=0)
+    assert [b.kind for b in judge_model(green, None, limits, min_requests=20)] == ["max_queue"]
+    busy = ModelFigures(requests=30, ttft_p95_s=1.0, itl_p95_s=0.01, queue_peak=0, kv_cache=None, preemptions=0)
+    live = ModelFigures(requests=30, ttft_p95_s=0.2, itl_p95_s=0.01, queue_peak=0, kv_cache=None, preemptions=0)
+    breaches = judge_model(busy, live, limits, min_requests=20)
+    assert [b.kind for b in breaches] == ["ttft_p95", "ttft_p95_vs_live"]
+    assert (
+        model_breach_text(breaches[1])
+        == "TTFT p95 1000ms > 400ms (2 × the old colour's 200ms) (rollback_on.ttft_p95_vs_live)"
+    )
+    assert judge_model(live, live, limits, min_requests=20) == ()
