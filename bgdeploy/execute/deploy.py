@@ -6,6 +6,7 @@ step, a lost connection, SIGINT/SIGTERM), the old colour is routed to again and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from bgdeploy.analysis.source import Cursor
@@ -21,7 +22,7 @@ from bgdeploy.execute.state_file import read_state, record_state
 from bgdeploy.plan.container import spec_release
 from bgdeploy.plan.names import COLOURS, Colour, other
 from bgdeploy.plan.state import HostState
-from bgdeploy.plan.steps import DeployPlan, HostView, plan_deploy
+from bgdeploy.plan.steps import DeployPlan, HostView, StepKind, plan_deploy
 from bgdeploy.plan.verdict import Verdict
 from bgdeploy.report.live import breaches_text
 from bgdeploy.routers.reconcile import reconcile
@@ -126,7 +127,7 @@ class Cycle:
                 self.session.out.say(f"{step.kind}: skipped ({step.skip})")
             else:
                 with self.session.phase(step.kind):
-                    getattr(self, "step_" + step.kind.replace("-", "_"))()
+                    STEPS[step.kind](self)
             if step.kind == last:
                 return
 
@@ -311,6 +312,24 @@ class Cycle:
             session.engine.rename(session.layout.set_aside(self.new), session.layout.container(self.new))
             if self.aside_was_running:
                 session.engine.start(session.layout.container(self.new), session.loaded.spec.runtime.port)
+
+
+# Each step of the plan and the method that carries it out: mypy checks the methods, a unit test that every
+# StepKind has one.
+STEPS: dict[StepKind, Callable[[Cycle], None]] = {
+    "remove-stale": Cycle.step_remove_stale,
+    "pull-image": Cycle.step_pull_image,
+    "start": Cycle.step_start,
+    "wait-ready": Cycle.step_wait_ready,
+    "validate": Cycle.step_validate,
+    "router": Cycle.step_router,
+    "switch": Cycle.step_switch,
+    "smoke": Cycle.step_smoke,
+    "bake": Cycle.step_bake,
+    "drain": Cycle.step_drain,
+    "retire": Cycle.step_retire,
+    "record": Cycle.step_record,
+}
 
 
 def deploy(session: Session, *, force: bool = False, preview: bool = False) -> None:

@@ -17,7 +17,7 @@ from bgdeploy.plan.evaluation_report import (
     model_charts,
     relative_table,
 )
-from bgdeploy.plan.result import Result
+from bgdeploy.plan.result import Outcome, Result
 from bgdeploy.plan.verdict import PromptResult, Verdict, format_rate, format_seconds
 from bgdeploy.report.live import breach_text
 from bgdeploy.untrusted.markdown import code_line, code_span, escape_block, escape_inline
@@ -28,7 +28,7 @@ __all__ = ["escape_block", "escape_inline", "headline", "render"]
 ANSWER_CHARS = 120
 LOG_LINES = 20
 
-_OUTCOME = {
+_OUTCOME: dict[Outcome, str] = {
     "deployed": "✅ **Deployed**",
     "unchanged": "⏸️ **Unchanged**",
     "failed": "❌ **Deploy failed**",

@@ -407,3 +407,12 @@ def test_canary_progression_table_and_chart() -> None:
     assert "| 1 | 10% | 60s | 30 | 0% | 100ms | 270 | 0% | 90ms | ✅ passed |" in text
     assert "❌ breached" in text and "error rate 5% &gt; 1% \\(2 of 40 requests\\)" in text
     assert "xychart-beta" in text and "bar [10, 50]" in text and "line [10, 47]" in text
+
+
+def test_every_outcome_has_a_headline() -> None:
+    from typing import get_args
+
+    from bgdeploy.plan.result import Outcome
+    from bgdeploy.report.markdown import _OUTCOME
+
+    assert set(_OUTCOME) == set(get_args(Outcome))
