@@ -24,6 +24,7 @@ from bgdeploy.errors import (
     EXIT_INVALID,
     EXIT_OK,
     BgdeployError,
+    Problem,
     SpecError,
     UsageError,
 )
@@ -41,6 +42,7 @@ from bgdeploy.report.markdown import render
 from bgdeploy.spec.load import LoadedSpec, load_spec
 from bgdeploy.spec.models import NAME_PATTERN
 from bgdeploy.untrusted import secrets as secret_registry
+from bgdeploy.untrusted.markdown import escape_inline
 
 T = TypeVar("T")
 
@@ -264,10 +266,7 @@ class Runner:
         result = planned.result
         result.warnings += self.warnings
         notes = list(planned.notes)
-        notes.append(
-            "Policy: the host's policy file is checked on the host before any change (the deploy refuses a spec "
-            "it does not allow); a pull request cannot change it."
-        )
+        violations = self.policy_verdict(loaded, notes)
         if spec.validation.preview_on_pr:
             notes.append(
                 "🔍 The spec asks for a preview (validation.preview_on_pr). A pull request never starts one: "
@@ -283,8 +282,52 @@ class Runner:
         if spec.report.pr_comment:
             self.comment(spec.name, markdown, "plan")
         outcome = "skipped" if skipped else "planned"
+        if violations:
+            for p in violations:
+                where = f"{p.path}: " if p.path else ""
+                self.log.command(
+                    wc.error(f"{where}{p.message}", file=loaded.path, line=p.line, col=p.column, title="host policy")
+                )
+            outcome = "invalid"
         self.set_outputs({**outputs(result, outcome, self.report_path, None), "model": spec.model.name})
-        return EXIT_OK
+        return EXIT_INVALID if violations else EXIT_OK
+
+    def policy_verdict(self, loaded: LoadedSpec, notes: list[str]) -> list[Problem]:
+        """The host policy's verdict on the spec, offline, from the copy the workflow passes (BGDEPLOY_POLICY_FILE,
+        e.g. checked out from the default branch, which the pull request cannot change). The host checks its own
+        file again before any change; without a copy, the note says so."""
+        path = self.ctx.get("BGDEPLOY_POLICY_FILE").strip()
+        if not path:
+            notes.append(
+                "Policy: not checked here (no policy file given to this run); the host checks its own policy file "
+                "before any change and refuses a spec it does not allow. A pull request cannot change that file."
+            )
+            return []
+        from bgdeploy.policy.evaluate import evaluate
+        from bgdeploy.policy.load import parse_policy_bytes
+
+        try:
+            policy = parse_policy_bytes(Path(path).read_bytes(), path)
+        except (OSError, BgdeployError) as exc:
+            notes.append(
+                f"Policy: the copy {escape_inline(path, 120)} could not be read ({escape_inline(str(exc), 300)})."
+            )
+            return []
+        problems = evaluate(loaded.spec, loaded.located, policy.policy, path)
+        if not problems:
+            notes.append(
+                f"Policy: ✅ allowed by {escape_inline(path, 120)} (checked offline; the host checks its own file "
+                "again before any change)."
+            )
+            return []
+        notes.append(
+            f"Policy: ❌ {len(problems)} violation(s) of {escape_inline(path, 120)}; the host would refuse it:"
+        )
+        notes += [
+            f"- {p.line}:{p.column} {escape_inline(p.path or '-', 80)}: {escape_inline(p.message, 400)}"
+            for p in problems
+        ]
+        return problems
 
     def on_host(self, loaded: LoadedSpec, mode: HostMode) -> int:
         from bgdeploy.execute.commands import COMMANDS, Options, open_session

@@ -79,7 +79,8 @@ def no_key(**env: str) -> dict[str, str]:
 
 def pointed_at(dep: Deployment, listener: Listener, model: str, **extra: Any) -> None:
     """The PR's spec, with its target moved to the listener: any connection attempt is counted there."""
-    spec = dep.spec(model, runtime={"secret_env": ["HF_TOKEN"]}, **extra)
+    runtime = {"secret_env": ["HF_TOKEN"], **extra.pop("runtime", {})}
+    spec = dep.spec(model, runtime=runtime, **extra)
     spec["target"]["port"] = listener.port
     import yaml
 
@@ -204,3 +205,29 @@ def test_a_secret_in_container_log_lines_reaches_no_artefact(dep: Deployment, st
     for where, text in artefacts.items():
         for secret in secrets:
             assert secret not in text, f"a secret reached {where}"
+
+
+def test_the_offline_plan_shows_the_policy_verdict_of_the_copy_the_workflow_passes(
+    dep: Deployment, stub: GitHubStub, listener: Listener
+) -> None:
+    policy = dep.workdir / "policy.yaml"
+    policy.write_text(
+        "version: 1\nimages: ['vllm/vllm-openai:*']\nnames: ['chat-*']\nenv_deny: [LD_PRELOAD]\n"
+        "volumes: [{host: /srv/hf-cache, mode: rw}]\n"
+    )
+    pointed_at(dep, listener, "acme/chat-v1", runtime={"env": {"LD_PRELOAD": "/tmp/x.so"}, "volumes": ["/:/host"]})
+    run = ci(dep, stub, "pull_request", pr_event(), **no_key(BGDEPLOY_POLICY_FILE=str(policy)))
+    assert run.code == 2, run.log
+    assert run.outputs["outcome"] == "invalid"
+    annotations = [line for line in run.log.splitlines() if line.startswith("::error ") and "title=host policy" in line]
+    assert len(annotations) >= 4, run.log  # image, name, env, volume: every violation, each at its line
+    body = str(stub.comments(OWNER, NAME, PR)[0]["body"])
+    assert "violation(s)" in body and "the host would refuse it" in body
+    assert listener.connections == 0
+
+    policy.write_text("version: 1\nimages: ['bgdeploy-test/*']\n")
+    pointed_at(dep, listener, "acme/chat-v1")
+    allowed = ci(dep, stub, "pull_request", pr_event(), **no_key(BGDEPLOY_POLICY_FILE=str(policy)))
+    assert allowed.code == 0, allowed.log
+    body = str(stub.comments(OWNER, NAME, PR)[0]["body"])
+    assert "Policy: ✅ allowed" in body, [line for line in body.splitlines() if "Policy" in line]
