@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from bgdeploy.errors import DeployFailed, TransportError
+from bgdeploy.errors import BgdeployError, DeployFailed, TransportError
 from bgdeploy.execute.clock import poll
 from bgdeploy.execute.session import Session
 from bgdeploy.plan import gpu
 from bgdeploy.plan.container import plan_container, secret_values
 from bgdeploy.plan.metrics import gauge, parse
 from bgdeploy.plan.names import Colour
+from bgdeploy.plan.sockets import (
+    nginx_worker_uids,
+    parse_tcp,
+    router_connections_in_container,
+    router_connections_on_host,
+)
 from bgdeploy.spec.durations import format_duration
 from bgdeploy.transports.docker_engine import ContainerInfo
 from bgdeploy.transports.http import ServerClient
@@ -120,8 +126,32 @@ def running_requests(session: Session, info: ContainerInfo) -> float | None:
     return gauge(parse(text), "vllm:num_requests_running")
 
 
+def router_requests(session: Session, colour: Colour, info: ContainerInfo) -> int | None:
+    """Requests the router still has open to `colour`, from its open connections (plan/sockets.py), for servers
+    without vLLM's metrics; None when they cannot be read."""
+    spec = session.loaded.spec
+    port = int(info.label("port")) if info.label("port").isdigit() else spec.runtime.port
+    try:
+        if spec.router.mode == "container":
+            files = ["/proc/net/tcp", "/proc/net/tcp6", "/proc/net/route"]
+            _, text = session.engine.exec(session.layout.container(colour), ["cat", *files])
+            if not parse_tcp(text):  # no socket at all, not even the server's: nothing was read
+                return None
+            return router_connections_in_container(text, text, port)
+        if info.host_port is None:
+            return None
+        tcp = session.host.run(["cat", "/proc/net/tcp", "/proc/net/tcp6"], timeout=15)
+        uids = nginx_worker_uids(session.host.run(["ps", "-eo", "uid=,args="], timeout=15).stdout)
+        if not uids or not parse_tcp(tcp.stdout):
+            return None
+        return router_connections_on_host(tcp.stdout, info.host_port, uids)
+    except BgdeployError:
+        return None
+
+
 def drain(session: Session, colour: Colour) -> None:
-    """Wait until the colour has no request in flight (vllm:num_requests_running = 0) or drain_timeout."""
+    """Wait until the colour has no request in flight, or drain_timeout: vllm:num_requests_running when the
+    server publishes it, else the requests the router still has open to it (a stream is never cut early)."""
     spec = session.loaded.spec
     info = session.engine.inspect(session.layout.container(colour), spec.runtime.port)
     if info is None or not info.running:
@@ -132,15 +162,23 @@ def drain(session: Session, colour: Colour) -> None:
             running = running_requests(session, info)
         except TransportError:
             running = None
+        source = "vllm:num_requests_running"
         if running is None:
-            session.out.say(f"drain: {colour} exposes no vllm:num_requests_running; waiting is not possible")
+            open_requests = router_requests(session, colour, info)
+            running = None if open_requests is None else float(open_requests)
+            source = "requests open through the router"
+        if running is None:
+            session.out.say(
+                f"drain: {colour} exposes no vllm:num_requests_running and the router's connections to it cannot "
+                "be read; waiting is not possible"
+            )
             return
         if running <= 0:
-            session.out.say(f"drain: {colour} has no request in flight")
+            session.out.say(f"drain: {colour} has no request in flight ({source})")
             return
         if session.clock.now() - start >= spec.rollout.drain_timeout:
             session.warn(
-                f"{colour} still had {running:g} request(s) in flight after the drain timeout "
+                f"{colour} still had {running:g} request(s) in flight ({source}) after the drain timeout "
                 f"({format_duration(spec.rollout.drain_timeout)}); stopping it anyway"
             )
             return

@@ -53,6 +53,7 @@ class RouterFacts:
     answered: bool  # nginx answered a probe through the listener
     loaded_id: str | None  # the X-Bgdeploy-Config it answered with
     deployment: str | None  # the X-Bgdeploy-Deployment it answered with
+    current: bool = True  # the router runs with the spec's settings (router.image, listen, bind)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,10 @@ def judge_router(
             problems.append(
                 f"the router reaches {colour} at {router.file_addresses.get(colour)}, but it listens at {facts.address}"
             )
+    if not router.current:
+        problems.append(
+            "the router is not running with the spec's settings (stopped, or router.image, listen or bind changed)"
+        )
     if not router.answered:
         problems.append("the router does not answer on its listener")
     elif router.deployment is not None and router.deployment != name:

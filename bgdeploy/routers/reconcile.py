@@ -76,6 +76,7 @@ def judge(session: Session, state: HostState) -> RouterJudgement:
         answered=tally.answered > 0,
         loaded_id=tally.loaded_id(),
         deployment=tally.deployment(session.loaded.spec.name),
+        current=router.running(),
     )
 
     def render_id(weights: Mapping[Colour, int]) -> str | None:

@@ -19,6 +19,7 @@ Knobs (environment):
                             of the first n fail (0.05 fails every 20th)
   FAKEVLLM_FAULT            crash-on-load | never-ready | wrong-answers | die-after:N
   FAKEVLLM_DRAIN_SECONDS    how long SIGTERM waits for in-flight requests (default 60)
+  FAKEVLLM_METRICS          off: no /metrics (404), as an OpenAI-compatible server that is not vLLM
   VLLM_API_KEY              same as --api-key
 """
 
@@ -190,6 +191,7 @@ class Config:
     fault: str
     die_after: int | None
     drain_seconds: float
+    metrics: bool = True
 
 
 def _env_float(name: str, default: float) -> float:
@@ -270,6 +272,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
         fault=fault,
         die_after=die_after,
         drain_seconds=_env_float("FAKEVLLM_DRAIN_SECONDS", 60.0),
+        metrics=os.environ.get("FAKEVLLM_METRICS", "").strip().lower() != "off",
     )
 
 
@@ -733,6 +736,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send_text(HTTPStatus.OK, "", "")
 
     def _metrics(self, _body: bytes) -> None:
+        if not self.app.config.metrics:
+            self._send_json(HTTPStatus.NOT_FOUND, {"detail": "Not Found"})
+            return
         self._send_text(HTTPStatus.OK, self.app.metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
 
     def _version(self, _body: bytes) -> None:

@@ -4,14 +4,18 @@ the deploy stops, drain without metrics, bounded logs, a damaged state.json, set
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from bgdeploy.cli import main
+from tests.integration.conftest import REPO_ROOT
 from tests.integration.deployments import Deployment, failed, ok
 
 pytestmark = pytest.mark.integration
@@ -173,3 +177,60 @@ def test_settings_that_do_not_change_the_container_do_not_reload_the_model(dep: 
     ), "the live container was not restarted"
     again = ok(dep.run("plan"))
     assert "settings only" not in again and "change:" not in again, again
+
+
+FAKEVLLM = REPO_ROOT / "tests" / "fakevllm" / "fakevllm.py"
+
+
+def test_drain_without_vllm_metrics_waits_for_the_routers_open_stream(dep: Deployment) -> None:
+    # A server without /metrics that aborts what is in flight on SIGTERM (no drain of its own): only bgdeploy's
+    # drain, from the router's open connections, can keep the stream alive. This file's fakevllm is mounted,
+    # so the test does not depend on the image's age.
+    env = {"FAKEVLLM_METRICS": "off", "FAKEVLLM_DRAIN_SECONDS": "0", "FAKEVLLM_STREAM_DELAY_MS": "1500"}
+    extra: dict[str, Any] = {
+        "runtime": {"volumes": [f"{FAKEVLLM}:/opt/fakevllm/fakevllm.py:ro"]},
+        "rollout": {"smoke": [], "bake": 0, "drain_timeout": "60s"},
+        "validation": {"prompts": []},  # the switch comes seconds after the deploy starts, mid-stream
+    }
+    dep.write("acme/chat-v1", env=env, **extra)
+    ok(dep.run("deploy"))
+    blue = dep.docker.containers.get(f"bgdeploy-{dep.name}-blue")
+    blue_port = int(blue.attrs["NetworkSettings"]["Ports"]["8000/tcp"][0]["HostPort"])
+    first_chunk = threading.Event()
+    stream: dict[str, Any] = {}
+
+    def long_stream() -> None:
+        body = {"model": "chat", "messages": [{"role": "user", "content": "What is the capital of France?"}]}
+        try:
+            url = f"{dep.url}/v1/chat/completions"
+            with httpx.stream("POST", url, json={**body, "stream": True}, timeout=120) as r:
+                stream["colour"] = r.headers.get("x-bgdeploy-colour")
+                chunks = []
+                for chunk in r.iter_text():
+                    chunks.append(chunk)
+                    first_chunk.set()
+                stream["text"] = "".join(chunks)
+                stream["status"] = r.status_code
+        except httpx.HTTPError as exc:
+            stream["error"] = repr(exc)
+        finally:
+            stream["ended"] = time.monotonic()
+            first_chunk.set()
+
+    # A scraper's idle keep-alive connection to blue's published port: it must not hold the drain up.
+    with socket.create_connection(("127.0.0.1", blue_port), timeout=10):
+        thread = threading.Thread(target=long_stream, daemon=True)
+        thread.start()
+        assert first_chunk.wait(60), "the stream started"
+        dep.write("acme/chat-v2", env=env, **extra)
+        started = time.monotonic()
+        out = ok(dep.run("deploy"))
+        finished = time.monotonic()
+        thread.join(timeout=120)
+    assert stream.get("colour") == "blue" and "error" not in stream, stream
+    assert stream["status"] == 200 and stream["text"].rstrip().endswith("data: [DONE]"), stream
+    assert "drain: blue has no request in flight (requests open through the router)" in out, out
+    assert "waiting is not possible" not in out
+    assert stream["ended"] - started > 4, "the stream was still running on blue when the switch happened"
+    assert stream["ended"] <= finished, "blue was stopped only after its last stream ended"
+    assert "still had" not in out, "the drain ended with the stream, not at drain_timeout (the scraper is ignored)"

@@ -180,3 +180,11 @@ def test_a_router_container_started_with_other_settings_is_seen_as_changed() -> 
     assert container.settings_changed(running, wanted) == ["image nginx:1.25 → nginx:1.27"]
     older = ContainerInfo("r", "id", "running", 0, 0, {"dev.bgdeploy.name": "chat"}, None, False)
     assert container.settings_changed(older, wanted) == []
+
+
+def test_a_router_running_with_old_settings_is_replaced_with_the_same_weights() -> None:
+    judgement = judge_router(
+        "chat", facts({"blue": 100}, current=False), {"blue": UP, "green": DOWN}, live="blue", previous=None
+    )
+    assert "spec's settings" in judgement.problems[0]
+    assert judgement.repair == {"blue": 100}
