@@ -163,7 +163,7 @@ def _host_mode(args: argparse.Namespace) -> HostMode:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from bgdeploy.execute.commands import open_session, run_status
-    from bgdeploy.execute.status import render_status
+    from bgdeploy.report.status import render_status
     from bgdeploy.spec import load_spec
 
     loaded = load_spec(args.file)

@@ -9,7 +9,6 @@ from bgdeploy.execute.observe import observe
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import COLOURS
 from bgdeploy.plan.state import damaged_message, parse_history, state_problems
-from bgdeploy.report.live import figures
 from bgdeploy.routers.reconcile import judge as judge_router
 from bgdeploy.transports.http import ServerClient
 
@@ -92,49 +91,5 @@ def _recent_traffic(session: Session) -> dict[str, Any]:
                 "error_rate": verdict.error_rate,
                 "p95_latency_s": verdict.p95_latency_s,
                 "outcome": verdict.outcome,
-                "summary": figures(colour, verdict),
             }
     return out
-
-
-def render_status(data: dict[str, Any]) -> str:
-    lines = [f"{data['name']} on {data['host']}"]
-    live = data["live"]
-    if live is None:
-        lines.append("live: nothing")
-    else:
-        lines.append(
-            f"live: {live['colour']}: {live['model']} ({live['image']}), spec {live['spec_hash']}, "
-            f"since {data['since'] or live['deployed_at']}"
-        )
-    weights = ", ".join(f"{c} {w}%" for c, w in data["router"]["weights"].items()) or "no config"
-    lines.append(f"router ({data['router']['mode']}): {weights}")
-    for problem in data["router"].get("problems", []):
-        lines.append(f"ROUTER PROBLEM: {problem} (the next deploy, rollback, promote or abort repairs it first)")
-    canary = data.get("canary")
-    if canary:
-        state = f"paused: {canary['paused']}" if canary["paused"] else "running"
-        lines.append(
-            f"canary: {canary['model']} on {canary['new']}, step {canary['step']}/{canary['steps']} at "
-            f"{canary['weight']}%, {state}"
-        )
-    for entry in data.get("traffic", {}).values():
-        lines.append(f"  recent traffic: {entry['summary']}")
-    for colour, entry in data["colours"].items():
-        if entry["container"] == "absent":
-            lines.append(f"  {colour}: no container")
-        else:
-            lines.append(
-                f"  {colour}: {entry['container']}, {entry['health']}: {entry['model']} ({entry['image']}), "
-                f"deployed {entry['deployed_at']}"
-            )
-    if data["history"]:
-        lines.append("last deploys:")
-        for item in reversed(data["history"]):
-            target = item.get("to") or {}
-            lines.append(
-                f"  {item.get('at', '?')} {item.get('command', '?')} {item.get('outcome', '?')}: "
-                f"{target.get('colour', '-')} {target.get('model', '')} by {item.get('who', '?')}"
-            )
-    lines += [f"warning: {w}" for w in data["warnings"]]
-    return "\n".join(lines)

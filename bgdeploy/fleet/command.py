@@ -105,7 +105,7 @@ def _print_plan(result: FleetResult) -> None:
 
 def status(args: argparse.Namespace, loaded: LoadedSpec) -> int:
     """`bgdeploy status` on the fleet: each host's status and whether they serve the same release."""
-    from bgdeploy.execute.status import render_status
+    from bgdeploy.report.status import render_status
 
     chosen = select(members(loaded.spec), getattr(args, "fleet_host", None))
     data: dict[str, Any]

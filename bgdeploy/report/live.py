@@ -30,5 +30,9 @@ def breaches_text(verdict: LiveVerdict) -> str:
 
 def figures(colour: str, verdict: LiveVerdict) -> str:
     """`green 120 req, 1 err (0.83%), p95 850ms`."""
-    p95 = format_seconds(verdict.p95_latency_s) if verdict.p95_latency_s is not None else "-"
-    return f"{colour} {verdict.requests} req, {verdict.errors} err ({format_rate(verdict.error_rate)}), p95 {p95}"
+    return traffic_line(colour, verdict.requests, verdict.errors, verdict.error_rate, verdict.p95_latency_s)
+
+
+def traffic_line(colour: str, requests: int, errors: int, error_rate: float, p95_latency_s: float | None) -> str:
+    p95 = format_seconds(p95_latency_s) if p95_latency_s is not None else "-"
+    return f"{colour} {requests} req, {errors} err ({format_rate(error_rate)}), p95 {p95}"

@@ -1,0 +1,52 @@
+"""`bgdeploy status` in words: what is live, the router, a canary, recent traffic, each colour, the last deploys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bgdeploy.report.live import traffic_line
+
+
+def render_status(data: dict[str, Any]) -> str:
+    """`bgdeploy status` as text, from the data `execute.status.status` returns (the same as `--json`)."""
+    lines = [f"{data['name']} on {data['host']}"]
+    live = data["live"]
+    if live is None:
+        lines.append("live: nothing")
+    else:
+        lines.append(
+            f"live: {live['colour']}: {live['model']} ({live['image']}), spec {live['spec_hash']}, "
+            f"since {data['since'] or live['deployed_at']}"
+        )
+    weights = ", ".join(f"{c} {w}%" for c, w in data["router"]["weights"].items()) or "no config"
+    lines.append(f"router ({data['router']['mode']}): {weights}")
+    for problem in data["router"].get("problems", []):
+        lines.append(f"ROUTER PROBLEM: {problem} (the next deploy, rollback, promote or abort repairs it first)")
+    canary = data.get("canary")
+    if canary:
+        state = f"paused: {canary['paused']}" if canary["paused"] else "running"
+        lines.append(
+            f"canary: {canary['model']} on {canary['new']}, step {canary['step']}/{canary['steps']} at "
+            f"{canary['weight']}%, {state}"
+        )
+    for colour, entry in data.get("traffic", {}).items():
+        figures = traffic_line(colour, entry["requests"], entry["errors"], entry["error_rate"], entry["p95_latency_s"])
+        lines.append(f"  recent traffic: {figures}")
+    for colour, entry in data["colours"].items():
+        if entry["container"] == "absent":
+            lines.append(f"  {colour}: no container")
+        else:
+            lines.append(
+                f"  {colour}: {entry['container']}, {entry['health']}: {entry['model']} ({entry['image']}), "
+                f"deployed {entry['deployed_at']}"
+            )
+    if data["history"]:
+        lines.append("last deploys:")
+        for item in reversed(data["history"]):
+            target = item.get("to") or {}
+            lines.append(
+                f"  {item.get('at', '?')} {item.get('command', '?')} {item.get('outcome', '?')}: "
+                f"{target.get('colour', '-')} {target.get('model', '')} by {item.get('who', '?')}"
+            )
+    lines += [f"warning: {w}" for w in data["warnings"]]
+    return "\n".join(lines)
