@@ -10,6 +10,7 @@ from bgdeploy.analysis.source import Cursor
 from bgdeploy.analysis.verdict import LiveVerdict
 from bgdeploy.analysis.verdict import judge as judge_live
 from bgdeploy.execute.model_watch import ModelWatch, judge_models
+from bgdeploy.execute.prometheus_watch import PrometheusWatch
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.verdict import Verdict, judge
 from bgdeploy.report.live import figures
@@ -60,11 +61,14 @@ def watch(
     last_said = 0.0
     # vLLM's own metrics, scraped from each colour directly, when rollback_on has a model-metrics limit.
     models = ModelWatch.start(session, [new, old] if old else [new]) if wants_model_metrics(limits) else None
+    queries = PrometheusWatch.start(session)
     try:
-        return _watch(session, new, old, since, seconds, alive, models, start, last_said)
+        return _watch(session, new, old, since, seconds, alive, models, queries, start, last_said)
     finally:
         if models is not None:
             models.close()
+        if queries is not None:
+            queries.close()
 
 
 def _watch(
@@ -75,6 +79,7 @@ def _watch(
     seconds: float,
     alive: Callable[[], None] | None,
     models: ModelWatch | None,
+    queries: PrometheusWatch | None,
     start: float,
     last_said: float,
 ) -> tuple[LiveVerdict, LiveVerdict | None]:
@@ -94,6 +99,8 @@ def _watch(
         if alive is not None:
             alive()
         elapsed = session.clock.now() - start
+        if queries is not None:
+            queries.look(new, old, elapsed)
         if models is not None:
             judge_models(session, models, new, old, elapsed, {new: verdict, **({old: old_verdict} if old else {})})
         if verdict.breached or elapsed >= seconds:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+from bgdeploy.analysis.prometheus import QueryLook
 from bgdeploy.plan.evaluation import ColourScore, DatasetResult, LoadFigures
 from bgdeploy.plan.result import ModelPoint
 from bgdeploy.plan.verdict import Check, Verdict, format_rate, format_seconds
@@ -159,3 +160,27 @@ def model_charts(points: list[ModelPoint]) -> list[str]:
             "",
         ]
     return rows
+
+
+def prometheus_table(looks: list[QueryLook], new: str, old: str) -> list[str]:
+    """analysis.prometheus: each query's last look, and how many looks broke its limit."""
+    if not looks:
+        return []
+    last: dict[str, QueryLook] = {}
+    breaking: dict[str, int] = {}
+    for look in looks:
+        last[look.query] = look
+        breaking[look.query] = breaking.get(look.query, 0) + int(look.breaking)
+    rows = [
+        "#### Prometheus",
+        "",
+        f"| query | limit | {new} | {old} | looks over the limit | |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, look in last.items():
+        mark = "❌ breached" if look.breached else ("⚪ no data" if look.new is None else "✅")
+        mine = f"{look.new:g}" if look.new is not None else "-"
+        theirs = f"{look.old:g}" if look.old is not None else "-"
+        total = sum(1 for x in looks if x.query == name)
+        rows.append(f"| {name} | {look.limit} | {mine} | {theirs} | {breaking[name]} of {total} | {mark} |")
+    return [*rows, ""]

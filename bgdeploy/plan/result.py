@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from bgdeploy.analysis.prometheus import QueryLook
 from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
 from bgdeploy.plan.evaluation import DatasetResult, LoadFigures
 from bgdeploy.plan.state import Release
@@ -69,6 +70,7 @@ class Result:
     datasets: list[DatasetResult] = field(default_factory=list)
     load_probe: list[LoadFigures] = field(default_factory=list)  # validation.load, one entry per colour
     model_series: list[ModelPoint] = field(default_factory=list)  # rollback_on model metrics, at each look
+    prometheus: list[QueryLook] = field(default_factory=list)  # analysis.prometheus, each query at each look
     smoke: Verdict | None = None
     bake: LiveVerdict | None = None
     canary: list[CanaryRecord] = field(default_factory=list)

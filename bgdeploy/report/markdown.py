@@ -15,6 +15,7 @@ from bgdeploy.plan.evaluation_report import (
     inline_only,
     load_table,
     model_charts,
+    prometheus_table,
     relative_table,
 )
 from bgdeploy.plan.result import Outcome, Result
@@ -232,6 +233,9 @@ def render(result: Result) -> str:
             "",
         ]
     lines += model_charts(result.model_series)
+    lines += prometheus_table(
+        result.prometheus, result.target.colour if result.target else "new", result.previous_colour or "old"
+    )
     if result.failed_logs:
         lines += ["#### Last log lines of the failed container", "", escape_block(result.failed_logs[-LOG_LINES:]), ""]
     if result.phases:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from bgdeploy.spec.analysis_rules import analysis_findings
 from bgdeploy.spec.fleet_rules import fleet_findings, rollout_fleet_findings
 from bgdeploy.spec.host_key import parse_public_key
 from bgdeploy.spec.models import COMMAND_PLACEHOLDERS, GENERATED_FLAGS, Prompt, Spec
@@ -269,6 +270,7 @@ CHECKS: tuple[tuple[tuple[str, ...], Callable[[Spec], Iterator[Finding]]], ...] 
         _validation_gates,
     ),
     (("rollout.strategy", "rollout.steps"), _rollout),
+    (("analysis",), analysis_findings),
     (("target", "gpus", "runtime.gpu_memory_utilization"), fleet_findings),
     (("target.hosts", "rollout.fleet"), rollout_fleet_findings),
     (("health.path",), health_path_findings),

@@ -598,6 +598,52 @@ class Rollout(_Section):
     fleet: Fleet = Field(default_factory=Fleet, description="Batches of a fleet deploy (target.hosts).")
 
 
+class PrometheusQuery(_Section):
+    """One PromQL query judged during the bake and every canary step; give max or min."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, populate_by_name=True)
+
+    name: str = Field(pattern=PROMPT_NAME_PATTERN, description="Name of the query in reports.")
+    query: str = Field(
+        min_length=1,
+        description=(
+            "PromQL; {colour}, {name} (the deployment) and {container} (the colour's container) are replaced "
+            "for each colour. A vector's largest sample is its value."
+        ),
+    )
+    max: float | None = Field(default=None, description="The new colour's value may be at most this.")
+    min: float | None = Field(default=None, description="The new colour's value must be at least this.")
+    # Aliased: `for` is a Python keyword.
+    for_: Duration = Field(
+        default=duration_default("0s"),
+        alias="for",
+        description="The limit must be broken this long without a break before it counts (0: at once).",
+    )
+
+
+class Prometheus(_Section):
+    """Prometheus as an analysis provider (like Argo Rollouts' metric providers)."""
+
+    url: str = Field(pattern=r"^https?://[^\s]+$", description="Base URL of the Prometheus HTTP API.")
+    via: Literal["runner", "host"] = Field(
+        default="runner",
+        description="runner: the runner reaches the URL. host: through the SSH connection, as the GPU host sees it.",
+    )
+    bearer_token_env: str | None = Field(
+        default=None,
+        pattern=ENV_NAME_PATTERN,
+        description="Name of the runner's environment variable holding a bearer token (never printed).",
+    )
+    timeout: Duration = Field(default=duration_default("10s"), description="Timeout of one query.")
+    queries: list[PrometheusQuery] = Field(min_length=1, description="The queries and their limits.")
+
+
+class Analysis(_Section):
+    """Extra analysis providers for the bake and the canary steps."""
+
+    prometheus: Prometheus | None = Field(default=None, description="PromQL queries with limits.")
+
+
 class Report(_Section):
     """Where results are reported."""
 
@@ -625,4 +671,5 @@ class Spec(_Section):
     health: Health = Field(default_factory=Health, description="Readiness checks.")
     validation: Validation = Field(default_factory=Validation, description="Validation before the switch.")
     rollout: Rollout = Field(default_factory=Rollout, description="How traffic moves.")
+    analysis: Analysis = Field(default_factory=Analysis, description="Analysis providers (Prometheus).")
     report: Report = Field(default_factory=Report, description="Reporting.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from tests.integration.deployments import Deployment, failed, ok
+from tests.integration.prometheus_stub import PrometheusStub
 
 pytestmark = pytest.mark.integration
 
@@ -234,3 +236,64 @@ def test_a_canary_whose_green_queues_is_rolled_back_by_max_queue(dep: Deployment
     assert {p["colour"] for p in series} == {"blue", "green"}
     report = (tmp_path / "v2.md").read_text()
     assert "#### Model metrics over the watch" in report and "TTFT p95 (ms)" in report
+
+
+def colour_targets(dep: Deployment) -> Any:
+    """Each running colour of the deployment as a scrape target, labelled as a Prometheus job would label it."""
+
+    def targets() -> list[tuple[dict[str, str], str]]:
+        found = []
+        for colour in ("blue", "green"):
+            try:
+                container = dep.docker.containers.get(f"bgdeploy-{dep.name}-{colour}")
+            except Exception:
+                continue
+            bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get("8000/tcp") or []
+            if container.status == "running" and bindings:
+                labels = {"colour": colour, "deployment": dep.name}
+                found.append((labels, f"http://127.0.0.1:{bindings[0]['HostPort']}"))
+        return found
+
+    return targets
+
+
+def test_a_prometheus_query_breach_rolls_a_canary_back(dep: Deployment, tmp_path: Path) -> None:
+    dep.write("acme/chat-v1")
+    ok(dep.run("deploy"))
+    token = "h10-prom-token"
+    with PrometheusStub(colour_targets(dep), token=token) as prometheus:
+        query = 'vllm:num_requests_waiting{colour="{colour}",deployment="{name}"}'
+        dep.write(
+            "acme/chat-v2",
+            env={"FAKEVLLM_MAX_RUNNING": "1", "FAKEVLLM_LATENCY_MS": "300"},
+            validation={"compare_with_live": False},
+            rollout={
+                "strategy": "canary",
+                "steps": [{"weight": 50, "bake": "60s"}],
+                "analysis_interval": "1s",
+                "rollback_on": {"min_requests": 5},
+            },
+            analysis={
+                "prometheus": {
+                    "url": prometheus.url,
+                    "bearer_token_env": "H10_PROM_TOKEN",
+                    "queries": [{"name": "queue", "query": query, "max": 2, "for": "1s"}],
+                }
+            },
+        )
+        os.environ["H10_PROM_TOKEN"] = token
+        try:
+            with Clients(dep.url, 8) as clients:
+                dep.wait_for(lambda: clients.sent >= 20, 30, "traffic to flow")
+                out = failed(
+                    dep.run("deploy", "--json", str(tmp_path / "v2.json"), "--report", str(tmp_path / "v2.md"))
+                )
+        finally:
+            os.environ.pop("H10_PROM_TOKEN", None)
+    assert "green breached analysis.prometheus" in out and "Prometheus query queue" in out, out
+    assert token not in out
+    assert dep.serving_model() == "acme/chat-v1"
+    assert f'vllm:num_requests_waiting{{colour="green",deployment="{dep.name}"}}' in prometheus.queries
+    looks = result(tmp_path / "v2.json")["prometheus"]
+    assert looks[-1]["breached"] is True and looks[-1]["new"] > 2
+    assert "#### Prometheus" in (tmp_path / "v2.md").read_text()

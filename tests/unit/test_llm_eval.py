@@ -11,14 +11,16 @@ import pytest
 
 from bgdeploy.analysis.model_metrics import ModelFigures, judge_model, model_breach_text, snapshot
 from bgdeploy.analysis.model_metrics import figures as model_figures
+from bgdeploy.analysis.prometheus import QueryState, render_query
 from bgdeploy.errors import SpecError
 from bgdeploy.plan.evaluation import agreement, dataset_result, load_figures, relative_gates
 from bgdeploy.plan.evaluation_report import dataset_tables, load_table, relative_table
 from bgdeploy.plan.structured import ToolCall
 from bgdeploy.plan.verdict import Answer, Verdict, judge, judge_answer
 from bgdeploy.spec import parse_spec_text
-from bgdeploy.spec.models import Prompt, RollbackOn, Thresholds
+from bgdeploy.spec.models import PrometheusQuery, Prompt, RollbackOn, Thresholds
 from bgdeploy.transports.http import StreamReader, request_body
+from bgdeploy.transports.prometheus import largest_sample as prometheus_value
 from bgdeploy.untrusted.markdown import escape_inline
 from tests.unit.conftest import MINIMAL
 
@@ -374,3 +376,47 @@ def test_model_gates_queue_at_once_latency_after_min_requests_and_relative_to_li
         == "TTFT p95 1000ms > 400ms (2 × the old colour's 200ms) (rollback_on.ttft_p95_vs_live)"
     )
     assert judge_model(live, live, limits, min_requests=20) == ()
+
+
+# --- Prometheus as an analysis provider ------------------------------------------------------------------
+
+
+def test_placeholders_are_replaced_and_promql_braces_kept() -> None:
+    query = 'max(vllm:num_requests_waiting{job="{name}",colour="{colour}",container="{container}"})'
+    assert render_query(query, colour="green", name="chat", container="bgdeploy-chat-green") == (
+        'max(vllm:num_requests_waiting{job="chat",colour="green",container="bgdeploy-chat-green"})'
+    )
+
+
+def test_a_limit_counts_once_broken_for_its_for_and_no_data_keeps_the_state() -> None:
+    q = PrometheusQuery.model_validate({"name": "queue", "query": "x", "max": 2, "for": "3s"})
+    state = QueryState()
+    looks = [state.judge(q, t, value, None, None) for t, value in [(0, 5), (1, 5), (2, None), (3, 5), (4, 1), (5, 5)]]
+    assert [(x.breaking, x.breached) for x in looks] == [
+        (True, False), (True, False), (False, False), (True, True), (False, False), (True, False),
+    ]  # fmt: skip
+    low = PrometheusQuery.model_validate({"name": "rps", "query": "x", "min": 1})
+    assert QueryState().judge(low, 0, 0.5, 3, None).breached
+
+
+def test_prometheus_spec_rules(tmp_path: Path) -> None:
+    extra = """analysis:
+  prometheus:
+    url: http://prometheus:9090
+    queries:
+      - {name: q, query: 'up{job="{job}"}', max: 1, min: 0}
+      - {name: q, query: up}
+"""
+    spec = tmp_path / "bluegreen.yaml"
+    spec.write_text(MINIMAL + extra)
+    text = "\\n".join(problems(str(spec)))
+    assert "analysis.prometheus.queries[0]: give exactly one of max or min" in text
+    assert "unknown placeholder {job}; known: {colour}, {name}, {container}" in text
+    assert "analysis.prometheus.queries[1].name: the query name 'q' is already used by query #1" in text
+
+
+def test_prometheus_answers_are_read_as_their_largest_sample() -> None:
+    vector = {"resultType": "vector", "result": [{"value": [1, "3"]}, {"value": [1, "7.5"]}, {"value": [1, "NaN"]}]}
+    assert prometheus_value(vector) == 7.5
+    assert prometheus_value({"resultType": "vector", "result": []}) is None
+    assert prometheus_value({"resultType": "scalar", "result": [1, "2"]}) == 2.0
