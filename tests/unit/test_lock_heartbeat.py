@@ -16,7 +16,9 @@ from bgdeploy.execute.lock import (
     LockInfo,
     LockLost,
 )
-from tests.unit.test_poll_and_lock import PATH, FakeClock, FakeHost, as_host
+from tests.fakes import FakeClock, FakeHost
+
+PATH = "/home/deploy/.bgdeploy/chat/lock"
 
 
 class FlakyHost(FakeHost):
@@ -33,7 +35,7 @@ class FlakyHost(FakeHost):
 
 
 def held(fake: FakeHost) -> HostLock:
-    lock = HostLock(as_host(fake), PATH, FakeClock(), owner="me")
+    lock = HostLock(fake.as_host(), PATH, FakeClock(), owner="me")
     fake.files[PATH] = lock._info().to_json()
     lock._last_beat = 0.0
     return lock
