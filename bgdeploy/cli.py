@@ -381,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_deployment_name,
         help="remove the deployment NAME on the spec's host instead (a leftover that `bgdeploy list` flagged)",
     )
+    remove.add_argument(
+        "--host", dest="fleet_host", metavar="LABEL", help="a fleet (target.hosts): remove it from this one host"
+    )
     locking(remove)
     outputs(remove)
     listing = command(
