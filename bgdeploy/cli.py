@@ -174,7 +174,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     with open_session(loaded, "status") as session:
         data = run_status(session)
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else render_status(data))
-    return EXIT_OK
+    # The router breaking the guarantee (pointing at a dead, wrong or stale colour) is a failure to see.
+    return EXIT_DEPLOY_FAILED if data["router"].get("problems") else EXIT_OK
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
