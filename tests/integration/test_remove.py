@@ -207,3 +207,21 @@ def test_the_host_policy_gates_a_removal(dep: Deployment, policy_file: Path) -> 
     assert done.returncode == 2, done
     assert "names" in done.stderr and dep.name in done.stderr, done.stderr
     assert dep.container_status("blue") == "running" and dep.serving_model() == "acme/chat-v1"
+
+
+def test_history_shows_deploys_and_outlives_a_removal(dep: Deployment) -> None:
+    dep.write("acme/chat-v1")
+    ok(dep.run("deploy"))
+    dep.write("acme/chat-v2")
+    ok(dep.run("deploy"))
+    text = ok(dep.run("history"))
+    assert "blue acme/chat-v1 -> green acme/chat-v2" in text and "- -> blue acme/chat-v1" in text, text
+    done = dep.run("history", "-n", "1", "--json")
+    ok(done)
+    last = json.loads(done.stdout)
+    assert [(e["command"], e["outcome"], e["to"]["model"]) for e in last["history"]] == [
+        ("deploy", "deployed", "acme/chat-v2")
+    ]
+    ok(dep.run("remove", "--yes"))
+    after = ok(dep.run("history"))
+    assert "remove   removed" in after and "taken off the host" in after, after

@@ -154,3 +154,27 @@ def test_the_headline_of_a_removal() -> None:
     assert "nothing of chat was on the host" in headline(Result("remove", "chat", "unchanged"), markdown=False)
     failed = headline(Result("remove", "chat", "failed", failure="nginx -t refused"), markdown=False)
     assert "Remove failed" in failed and "nginx -t refused" in failed and "nothing was live" not in failed
+
+
+def test_history_merges_removals_in_time_order_and_renders_them() -> None:
+    from bgdeploy.lifecycle.history import merge, render
+
+    own = [
+        {"at": "2026-01-01T00:00:00Z", "command": "deploy", "outcome": "deployed", "to": {"colour": "blue"}},
+        {"at": "2026-01-03T00:00:00Z", "command": "deploy", "outcome": "failed", "failure": "validation"},
+    ]
+    host = [
+        {"at": "2026-01-02T00:00:00Z", "command": "remove", "name": "chat", "outcome": "started"},
+        {"at": "2026-01-02T00:00:00Z", "command": "remove", "name": "chat", "outcome": "removed", "duration_s": 5400},
+        {"at": "2026-01-02T00:00:01Z", "command": "remove", "name": "other", "outcome": "removed"},
+    ]
+    merged = merge(own, host, "chat", 10)
+    assert [(e["command"], e["outcome"]) for e in merged] == [
+        ("deploy", "deployed"),
+        ("remove", "removed"),
+        ("deploy", "failed"),
+    ]
+    assert merge(own, host, "chat", 1) == [own[1]]
+    text = render(merged, "chat", "gpu-1")
+    assert "3 entries" in text and "1h30m" in text and "    failure: validation" in text
+    assert render([], "chat", "gpu-1") == "chat on gpu-1: no history"
