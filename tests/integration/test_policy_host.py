@@ -5,6 +5,7 @@ SSH connection as the deploy user `bgdeploy`."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -116,6 +117,8 @@ def test_a_spec_that_breaks_the_policy_is_refused_with_every_violation_and_nothi
     plan = dep.run("plan")
     assert plan.returncode == 1
     assert f"policy: refused by the host policy {policy_file}: 10 violations" in plan.stdout
+    located = re.compile(rf"^policy: {re.escape(spec)}:\d+:\d+: runtime\.image: the image attacker", re.M)
+    assert located.search(plan.stdout), plan.stdout
 
 
 def test_a_policy_the_deploy_user_can_write_is_refused(dep: Deployment, policy_file: Path) -> None:
