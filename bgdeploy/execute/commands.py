@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bgdeploy.errors import BgdeployError, DeployFailed
 from bgdeploy.execute.clock import Clock, SystemClock, utc_now
 from bgdeploy.execute.deploy import deploy, make_plan
-from bgdeploy.execute.lock import GuardedClock, HostLock, default_owner, force_unlock
+from bgdeploy.execute.lock import GuardedClock, default_owner
 from bgdeploy.execute.resume import abort, promote
 from bgdeploy.execute.rollback import rollback
 from bgdeploy.execute.router import rotate_access_log
@@ -97,13 +97,7 @@ def _locked(
         # Recorded before the refusal, so that the report and the PR comment list every violation.
         result.policy = check_policy(session.host, session.loaded, session.environ)
         enforce_policy(result.policy, session.loaded, session.warn)
-    if unlock:
-        holder = force_unlock(session.host, session.layout.lock_file)
-        if holder:
-            session.warn(f"removed the lock held by {holder} (--force-unlock)")
-    lock = HostLock(session.host, session.layout.lock_file, session.clock)
-    with session.phase("lock"):
-        lock.acquire(lock_wait)
+    lock = session.take_lock(wait=lock_wait, unlock=unlock)
     for warning in lock.warnings:
         session.warn(warning)
     lock.warnings.clear()

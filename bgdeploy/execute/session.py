@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 from bgdeploy.analysis.source import TrafficSource
 from bgdeploy.analysis.sources import traffic_source
 from bgdeploy.execute.clock import Clock
+from bgdeploy.execute.lock import HostLock, force_unlock
 from bgdeploy.plan.gpu import Gpu
 from bgdeploy.plan.names import Layout
 from bgdeploy.plan.result import Phase, Result
@@ -107,6 +108,18 @@ class Session:
 
             self._router = router_for(self)
         return self._router
+
+    def take_lock(self, *, wait: float, unlock: bool) -> HostLock:
+        """This deployment's lock on the host, waiting up to `wait` seconds; `unlock` first removes whoever
+        holds it (--force-unlock). The caller releases it."""
+        if unlock:
+            holder = force_unlock(self.host, self.layout.lock_file)
+            if holder:
+                self.warn(f"removed the lock held by {holder} (--force-unlock)")
+        lock = HostLock(self.host, self.layout.lock_file, self.clock)
+        with self.phase("lock"):
+            lock.acquire(wait)
+        return lock
 
     def warn(self, message: str) -> None:
         self.result.warnings.append(message)

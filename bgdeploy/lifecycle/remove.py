@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from bgdeploy.errors import BgdeployError, DeployFailed
 from bgdeploy.execute import colours
 from bgdeploy.execute.clock import utc_now
-from bgdeploy.execute.lock import HostLock, default_owner, force_unlock
+from bgdeploy.execute.lock import default_owner
 from bgdeploy.execute.observe import router_config_path
 from bgdeploy.execute.session import Session
 from bgdeploy.lifecycle.listing import find_include, read_state
@@ -162,13 +162,7 @@ def run_remove(
         return result
     if not confirm(removal):
         raise DeployFailed("removal not confirmed; nothing was removed")
-    if unlock:
-        holder = force_unlock(session.host, session.layout.lock_file)
-        if holder:
-            session.warn(f"removed the lock held by {holder} (--force-unlock)")
-    lock = HostLock(session.host, session.layout.lock_file, session.clock)
-    with session.phase("lock"):
-        lock.acquire(lock_wait)
+    lock = session.take_lock(wait=lock_wait, unlock=unlock)
     entry: dict[str, object] = {"at": utc_now(), "who": default_owner(), "command": "remove", "name": removal.name}
     try:
         removal = find(session, keep_state=keep_state)  # again, now that no deploy can change it
