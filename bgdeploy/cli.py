@@ -132,8 +132,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"gpu: {line}")
         if result.policy is not None:
             print(f"policy: {result.policy.summary()}")
-            for problem in result.policy.problems:
-                print(f"policy: {problem.render(args.file)}")
         for number, step in enumerate(plan.steps, start=1):
             print(step.render(number))
         for blocker in plan.blockers:
@@ -165,7 +163,7 @@ def _host_mode(args: argparse.Namespace) -> HostMode:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from bgdeploy.execute.commands import open_session, run_status
-    from bgdeploy.execute.status import render_status
+    from bgdeploy.report.status import render_status
     from bgdeploy.spec import load_spec
 
     loaded = load_spec(args.file)
@@ -176,7 +174,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     with open_session(loaded, "status") as session:
         data = run_status(session)
     print(json.dumps(data, indent=2, sort_keys=True) if args.json else render_status(data))
-    return EXIT_OK
+    # The router breaking the guarantee (pointing at a dead, wrong or stale colour) is a failure to see.
+    return EXIT_DEPLOY_FAILED if data["router"].get("problems") else EXIT_OK
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -382,6 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     outputs(abort)
     status = command("status", "show the live colour, each colour's health and the last deploys", cmd_status)
     status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    for name in ("plan", "deploy", "rollback", "promote", "abort", "status"):
+        commands.choices[name].add_argument(
+            "--host",
+            dest="fleet_host",
+            metavar="LABEL",
+            help="a fleet (target.hosts): this one host only (its label or address)",
+        )
     remove = command(
         "remove",
         "take the deployment off the host: router, both colours, network, logs and state (asks first)",
@@ -396,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         type=_deployment_name,
         help="remove the deployment NAME on the spec's host instead (a leftover that `bgdeploy list` flagged)",
+    )
+    remove.add_argument(
+        "--host", dest="fleet_host", metavar="LABEL", help="a fleet (target.hosts): remove it from this one host"
     )
     locking(remove)
     outputs(remove)
@@ -419,13 +428,6 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument(
         "--json", nargs="?", const="-", metavar="FILE", help="print JSON (to FILE when given) instead of lines"
     )
-    for name in ("plan", "deploy", "rollback", "promote", "abort", "status"):
-        commands.choices[name].add_argument(
-            "--host",
-            dest="fleet_host",
-            metavar="LABEL",
-            help="a fleet (target.hosts): this one host only (its label or address)",
-        )
     ci = commands.add_parser(
         "ci",
         help="the GitHub Action's work (settings from BGDEPLOY_* and GITHUB_* environment variables)",
