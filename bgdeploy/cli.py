@@ -132,6 +132,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"gpu: {line}")
         if result.policy is not None:
             print(f"policy: {result.policy.summary()}")
+            for problem in result.policy.problems:
+                print(f"policy: {problem.render(args.file)}")
         for number, step in enumerate(plan.steps, start=1):
             print(step.render(number))
         for blocker in plan.blockers:
