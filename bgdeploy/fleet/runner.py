@@ -265,6 +265,8 @@ def preflight(fleet: Fleet, *, force: bool = False, pull: bool = True) -> None:
         report.blockers += list(plan.blockers)
         if planned.outcome == "failed" and planned.failure != "preflight: " + "; ".join(plan.blockers):
             report.blockers.append(planned.failure or "preflight failed")
+        if planned.policy is not None and planned.policy.problems:
+            return  # the host policy refuses this spec: not even its image is pulled there
         image = session.loaded.spec.runtime.image
         if pull and not force and plan.unchanged:
             return
