@@ -128,7 +128,7 @@ class FleetDeployment:
         self.tags.append(tag)
         return tag
 
-    def write(self, model: str, image: str, **fleet: Any) -> None:
+    def write(self, model: str, image: str, load_seconds: str = "1", **fleet: Any) -> None:
         spec = {
             "version": 1,
             "name": self.name,
@@ -141,7 +141,7 @@ class FleetDeployment:
                 ],
             },
             "model": {"name": model, "served_name": "chat"},
-            "runtime": {"image": image, "env": {"FAKEVLLM_LOAD_SECONDS": "1"}},
+            "runtime": {"image": image, "env": {"FAKEVLLM_LOAD_SECONDS": load_seconds}},
             "gpus": {"blue": [], "green": []},
             "router": {"image": self.testbed.nginx_image, "listen": self.port, "bind": "0.0.0.0"},
             "health": {"interval": "250ms", "ready_timeout": "60s"},
@@ -150,19 +150,38 @@ class FleetDeployment:
         }
         self.spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
-    def run(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    def environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
         env["BGDEPLOY_SSH_KEY_FILE"] = self.testbed.key_file
         env.pop("BGDEPLOY_SSH_KEY", None)
+        return env
+
+    def run(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "bgdeploy", *args, "-f", str(self.spec_path)],
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=env,
+            env=self.environ(),
             cwd=REPO_ROOT,
             check=False,
         )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bgdeploy", *args, "-f", str(self.spec_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.environ(),
+            cwd=REPO_ROOT,
+        )
+
+    def status_of(self, i: int, colour: str) -> str:
+        try:
+            return str(self.engines[i].containers.get(f"bgdeploy-{self.name}-{colour}").status)
+        except Exception:  # absent
+            return "absent"
 
     def url(self, i: int) -> str:
         return f"http://{self.hosts[i].address}:{self.port}"
@@ -209,6 +228,15 @@ def _traffic(fleet: FleetDeployment) -> list[Traffic]:
     return [Traffic(fleet.url(i), max_seconds=180) for i in range(len(fleet.hosts))]
 
 
+def _started(traffic: list[Traffic]) -> None:
+    """Traffic flows to every host (a few answers each) before the deploy begins."""
+    for t in traffic:
+        t.__enter__()
+    deadline = time.monotonic() + 60
+    while any(len(t.answers) < 3 for t in traffic) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_fleet_deploy_moves_every_host_batch_by_batch_with_no_failed_request(fleet: FleetDeployment) -> None:
     v1 = fleet.image("v1")
     fleet.write("acme/chat-v1", v1, first_batch="100%")
@@ -217,8 +245,7 @@ def test_a_fleet_deploy_moves_every_host_batch_by_batch_with_no_failed_request(f
     fleet.write("acme/chat-v2", v1, batch=1)
     report = fleet.workdir / "fleet.md"
     traffic = _traffic(fleet)
-    for t in traffic:
-        t.__enter__()
+    _started(traffic)
     try:
         out = ok(fleet.run("deploy", "--json", str(fleet.workdir / "r.json"), "--report", str(report)))
         finished = time.monotonic()
@@ -264,8 +291,7 @@ def test_a_failure_beyond_max_failed_hosts_rolls_back_the_switched_hosts_and_lea
     v2 = fleet.image("v2", broken_on=1)  # host 2 answers wrong: its validation fails
     fleet.write("acme/chat-v2", v2, batch=1, max_failed_hosts=0)
     traffic = _traffic(fleet)
-    for t in traffic:
-        t.__enter__()
+    _started(traffic)
     try:
         out = failed(fleet.run("deploy", "--json", str(fleet.workdir / "r.json")))
     finally:
@@ -302,3 +328,42 @@ def test_an_image_missing_on_one_host_blocks_the_deploy_before_any_host_changes(
     assert [fleet.containers(i) for i in range(3)] == before
     for i in range(3):
         assert fleet.serving(i) == "acme/chat-v1"
+
+
+def test_a_fleet_deploy_killed_midway_converges_on_the_next_run(fleet: FleetDeployment) -> None:
+    v1 = fleet.image("v1")
+    fleet.write("acme/chat-v1", v1, first_batch="100%")
+    _all_live(fleet, "acme/chat-v1")
+
+    fleet.write("acme/chat-v2", v1, load_seconds="5", batch=1)
+    traffic = _traffic(fleet)
+    _started(traffic)
+    try:
+        proc = fleet.start("deploy")
+        try:
+            # Host 1 has switched and host 2 is loading its new colour: the runner is killed outright.
+            deadline = time.monotonic() + 120
+            while fleet.status_of(1, "green") != "running" and proc.poll() is None:
+                assert time.monotonic() < deadline, "host 2 never started loading"
+                time.sleep(0.1)
+            proc.kill()
+            proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert fleet.serving(0) == "acme/chat-v2"
+        assert fleet.serving(1) == "acme/chat-v1"
+        out = ok(fleet.run("deploy", "--force-unlock", "--json", str(fleet.workdir / "r.json")))
+    finally:
+        for t in traffic:
+            t.__exit__()
+    for i, t in enumerate(traffic):
+        assert t.failures == [], f"host h{i + 1}: {t.failures[:5]}"
+    data = json.loads((fleet.workdir / "r.json").read_text())
+    assert {h["label"]: h["outcome"] for h in data["hosts"]} == {
+        "h1": "unchanged",
+        "h2": "deployed",
+        "h3": "deployed",
+    }, out
+    for i in range(3):
+        assert fleet.serving(i) == "acme/chat-v2"
