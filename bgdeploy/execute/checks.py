@@ -16,7 +16,6 @@ from bgdeploy.plan.verdict import Verdict, judge
 from bgdeploy.report.live import figures
 from bgdeploy.spec.durations import format_duration
 from bgdeploy.spec.models import Prompt, Thresholds
-from bgdeploy.transports.http import ServerClient
 
 
 def ask_all(session: Session, local_port: int, prompts: Sequence[Prompt], thresholds: Thresholds) -> Verdict:
@@ -24,9 +23,8 @@ def ask_all(session: Session, local_port: int, prompts: Sequence[Prompt], thresh
     spec = session.loaded.spec
     api_key = session.environ.get(spec.runtime.api_key_env) if spec.runtime.api_key_env else None
     served = spec.model.effective_served_name
-    base = f"http://127.0.0.1:{local_port}"
     with (
-        ServerClient(base, api_key=api_key, timeout=spec.validation.timeout) as client,
+        session.client(local_port, api_key=api_key, timeout=spec.validation.timeout) as client,
         ThreadPoolExecutor(max_workers=spec.validation.concurrency) as pool,
     ):
         answers = list(pool.map(lambda p: client.ask(p, served, spec.validation.timeout), prompts))

@@ -17,7 +17,6 @@ from bgdeploy.plan.sockets import (
 )
 from bgdeploy.spec.durations import format_duration
 from bgdeploy.transports.docker_engine import ContainerInfo
-from bgdeploy.transports.http import ServerClient
 
 PROGRESS_EVERY = 10.0
 LOG_LINES = 30
@@ -75,7 +74,7 @@ def wait_ready(session: Session, colour: Colour) -> ContainerInfo:
     info = session.engine.inspect(name, spec.runtime.port)
     if info is None or info.host_port is None:
         raise _failed(session, name, info, "its port was not published")
-    client = ServerClient(f"http://127.0.0.1:{session.host.reach(info.host_port)}", timeout=spec.health.timeout)
+    client = session.client(session.host.reach(info.host_port), timeout=spec.health.timeout)
     last_said = [0.0]
 
     def check() -> ContainerInfo | None:
@@ -119,7 +118,7 @@ def wait_ready(session: Session, colour: Colour) -> ContainerInfo:
 def running_requests(session: Session, info: ContainerInfo) -> float | None:
     if info.host_port is None:
         return None
-    with ServerClient(f"http://127.0.0.1:{session.host.reach(info.host_port)}", timeout=5) as client:
+    with session.client(session.host.reach(info.host_port), timeout=5) as client:
         text = client.metrics()
     if text is None:
         return None

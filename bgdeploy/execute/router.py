@@ -19,7 +19,6 @@ from bgdeploy.plan.names import COLOURS, Colour
 from bgdeploy.plan.nginx import managed_config_id
 from bgdeploy.spec.models import size_bytes
 from bgdeploy.transports.docker_engine import ContainerInfo
-from bgdeploy.transports.http import ServerClient
 
 CONFIRM_TIMEOUT = 30.0
 CONFIRM_STREAK = 3  # consecutive answers from the expected config (and colour) before the switch counts as done
@@ -144,7 +143,7 @@ def confirm_config(session: Session, config_id: str | None, colour: Colour | Non
     seen: list[str] = []
     streak = 0
     deadline = session.clock.now() + CONFIRM_TIMEOUT
-    with ServerClient(f"http://127.0.0.1:{router_port(session)}", timeout=10) as client:
+    with session.client(router_port(session), timeout=10) as client:
         while True:
             probe = client.probe(spec.health.path, timeout=5)
             answered = probe.headers.get("x-bgdeploy-colour", "")

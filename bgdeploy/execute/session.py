@@ -22,12 +22,15 @@ from bgdeploy.spec.load import LoadedSpec
 from bgdeploy.transports.base import Host
 from bgdeploy.transports.docker_engine import DockerEngine
 from bgdeploy.transports.engine import Engine
-
-if TYPE_CHECKING:
-    from bgdeploy.routers import Router
+from bgdeploy.transports.http import ServerClient
 from bgdeploy.untrusted import secrets as secret_registry
 from bgdeploy.untrusted.commands import inert
 from bgdeploy.untrusted.secrets import MaskingStream
+
+if TYPE_CHECKING:
+    import httpx
+
+    from bgdeploy.routers import Router
 
 
 @dataclass
@@ -82,6 +85,7 @@ class Session:
     _engine: Engine | None = None  # a test gives a fake here
     _router: Router | None = None
     _traffic: TrafficSource | None = None
+    http_transport: httpx.BaseTransport | None = None  # a test serves the model servers' HTTP here
 
     @property
     def spec_dir(self) -> Path:
@@ -108,6 +112,11 @@ class Session:
 
             self._router = router_for(self)
         return self._router
+
+    def client(self, local_port: int, *, timeout: float, api_key: str | None = None) -> ServerClient:
+        """A client of the model server (or router) at `local_port` on this machine (see `host.reach`)."""
+        base = f"http://127.0.0.1:{local_port}"
+        return ServerClient(base, api_key=api_key, timeout=timeout, transport=self.http_transport)
 
     def take_lock(self, *, wait: float, unlock: bool) -> HostLock:
         """This deployment's lock on the host, waiting up to `wait` seconds; `unlock` first removes whoever

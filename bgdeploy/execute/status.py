@@ -10,7 +10,6 @@ from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import COLOURS
 from bgdeploy.plan.state import damaged_message, parse_history, state_problems
 from bgdeploy.routers.reconcile import judge as judge_router
-from bgdeploy.transports.http import ServerClient
 
 
 def status(session: Session) -> dict[str, Any]:
@@ -30,7 +29,7 @@ def status(session: Session) -> dict[str, Any]:
                 "health": "not running",
             }
             if info.running and info.host_port is not None:
-                with ServerClient(f"http://127.0.0.1:{session.host.reach(info.host_port)}", timeout=5) as client:
+                with session.client(session.host.reach(info.host_port), timeout=5) as client:
                     probe = client.probe(spec.health.path, timeout=spec.health.timeout)
                 entry["health"] = "healthy" if probe.state == "ready" else f"{probe.state} ({probe.detail})"
         colours[colour] = entry

@@ -30,10 +30,17 @@ class Probe:
 class ServerClient:
     """One OpenAI-compatible server (a colour, or the router in front of them)."""
 
-    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,  # a test's httpx.MockTransport stands in for the server
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
 
     def close(self) -> None:
         self._client.close()

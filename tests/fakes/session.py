@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 
+import httpx
+
 from bgdeploy.analysis.source import ColourTraffic, Cursor, TrafficSource, Window
 from bgdeploy.execute.session import Output, Session
 from bgdeploy.plan.names import Layout
@@ -61,6 +63,7 @@ def fake_session(
     clock: FakeClock | None = None,
     traffic: FakeTraffic | None = None,
     command: str = "deploy",
+    http: httpx.BaseTransport | None = None,
 ) -> Session:
     loaded = parse_spec_text(spec_text, "bluegreen.yaml")
     host = host or FakeHost()
@@ -74,4 +77,5 @@ def fake_session(
         result=Result(command=command, name=loaded.spec.name),
         _engine=engine or FakeEngine(),
         _traffic=traffic.as_source() if traffic else None,
+        http_transport=http,
     )
