@@ -260,6 +260,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     from bgdeploy.spec import load_spec
 
     loaded = load_spec(args.file)
+    if loaded.spec.target.hosts is not None:
+        from bgdeploy.fleet.command import history as fleet_history
+
+        return fleet_history(args, loaded)
     with open_session(loaded, "history") as session:
         entries = read_history(session.host, session.layout, args.n)
         description = session.host.description
@@ -430,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument(
         "--json", nargs="?", const="-", metavar="FILE", help="print JSON (to FILE when given) instead of lines"
     )
+    history.add_argument("--host", dest="fleet_host", metavar="LABEL", help="a fleet (target.hosts): this host only")
     ci = commands.add_parser(
         "ci",
         help="the GitHub Action's work (settings from BGDEPLOY_* and GITHUB_* environment variables)",

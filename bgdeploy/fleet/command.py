@@ -133,3 +133,37 @@ def status(args: argparse.Namespace, loaded: LoadedSpec) -> int:
         "error" in h or h.get("router", {}).get("problems") for h in data["hosts"].values()
     )
     return EXIT_DEPLOY_FAILED if bad else EXIT_OK
+
+
+def history(args: argparse.Namespace, loaded: LoadedSpec) -> int:
+    """`bgdeploy history` on the fleet: each host's last entries (fleet deploys name their batch)."""
+    from bgdeploy.lifecycle.history import render
+    from bgdeploy.lifecycle.listing import read_history
+
+    chosen = select(members(loaded.spec), getattr(args, "fleet_host", None))
+    hosts: dict[str, dict[str, Any]] = {}
+    try:
+        with open_fleet(loaded, chosen, "history", stream=sys.stderr) as fleet:
+            for node in fleet.nodes:  # a few small reads each: one after the other is quick enough
+                session = node.session
+                entries = read_history(session.host, session.layout, args.n)
+                hosts[node.member.label] = {"host": session.host.description, "history": entries}
+    except FleetBlocked as blocked:
+        for h in blocked.fleet.result.hosts:
+            if h.blockers:
+                hosts[h.label] = {"host": h.address, "error": "; ".join(h.blockers)}
+    if args.json is None:
+        for label, data in hosts.items():
+            print(f"== {label}")
+            print(
+                f"unreachable: {data['error']}"
+                if "error" in data
+                else render(data["history"], loaded.spec.name, data["host"])
+            )
+    else:
+        text = json.dumps({"name": loaded.spec.name, "hosts": hosts}, indent=2, default=str) + "\n"
+        if args.json == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.json).write_text(text)
+    return EXIT_DEPLOY_FAILED if any("error" in d for d in hosts.values()) else EXIT_OK
