@@ -132,6 +132,14 @@ def evaluate(
             ("runtime", "shm_size"),
             f"{spec.runtime.shm_size} is above this host's shm_size_max {policy.shm_size_max}; lower it or {fix}",
         )
+    for key, items in (("args", spec.runtime.args), ("command", spec.runtime.command or [])):
+        for index, arg in enumerate(items):
+            if any_match(policy.args_deny, arg, arg.split("=", 1)[0]):
+                add(
+                    ("runtime", key, index),
+                    f"the server argument {arg[:80]!r} is denied on this host (args_deny: "
+                    f"{_shown(policy.args_deny)}); remove it or {fix}",
+                )
     if spec.runtime.command is not None and not policy.command_override:
         add(
             ("runtime", "command"),

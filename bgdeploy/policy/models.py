@@ -118,6 +118,14 @@ class Policy(_Section):
     shm_size_max: str | None = Field(
         default=None, pattern=SIZE_PATTERN, description="Largest runtime.shm_size allowed, e.g. 32g (absent: any)."
     )
+    args_deny: list[Glob] = Field(
+        default_factory=lambda: ["--trust-remote-code*"],
+        description=(
+            "Glob patterns of server arguments a spec may not pass (runtime.args, and runtime.command when "
+            "allowed), matched against each argument and its `--flag` part before '='. Default: "
+            "--trust-remote-code, which runs code from the model's repository."
+        ),
+    )
     command_override: bool = Field(
         default=False, description="Whether runtime.command (replacing the server's command line) is allowed."
     )

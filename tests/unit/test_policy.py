@@ -156,6 +156,14 @@ def test_secret_env_gpu_memory_and_bind_rules() -> None:
     assert "router.bind: address 10.0.0.1 is not allowed" in found
 
 
+def test_server_arguments_can_be_denied() -> None:
+    text = MINIMAL + "router: {image: 'nginx:1.27'}\n"
+    text = text.replace("  image: vllm", "  args: [--enforce-eager, --trust-remote-code=true]\n  image: vllm")
+    found = violations(text)
+    assert len(found) == 1 and "runtime.args[1]: the server argument '--trust-remote-code=true' is denied" in found[0]
+    assert violations(text, POLICY + "args_deny: []\n") == []
+
+
 def test_host_mode_config_paths_must_match_and_be_normal() -> None:
     spec = MINIMAL + "router: {mode: host, config_path: /etc/nginx/conf.d/../../resolv.conf}\n"
     allow = POLICY.replace(
