@@ -4,11 +4,13 @@ dockerd keeps the address the config names)."""
 
 from __future__ import annotations
 
+from bgdeploy.errors import TransportError
 from bgdeploy.plan.names import Colour, other
 from bgdeploy.plan.nginx import Backend, RouterConfig, render_http_block
-from bgdeploy.plan.routing import choose_host_port, listening_ports
+from bgdeploy.plan.routing import ProbeTally, choose_host_port, listening_ports
 from bgdeploy.routers.base import NginxBase
 from bgdeploy.transports.docker_engine import ContainerInfo
+from bgdeploy.transports.http import ServerClient
 
 
 def nginx_argv(args: tuple[str, ...] | list[str], *, sudo: bool) -> list[str]:
@@ -85,4 +87,23 @@ class HostNginx(NginxBase):
         return choose_host_port(self.spec.name, colour, busy | claimed)
 
     def preflight(self) -> list[str]:
-        return []
+        """Another deployment's server on router.bind:router.listen would take the requests meant for this one
+        (nginx only warns about a duplicate listener): refuse before anything starts."""
+        tally = ProbeTally()
+        try:
+            with ServerClient(f"http://127.0.0.1:{self.probe_port()}", timeout=5) as client:
+                for _ in range(2):
+                    probe = client.probe(self.spec.health.path, timeout=5)
+                    if probe.state != "loading":
+                        tally.add(probe.headers)
+        except TransportError:
+            return []
+        other_name = tally.deployment(self.spec.name)
+        if other_name is None or other_name == self.spec.name:
+            return []
+        r = self.spec.router
+        return [
+            f"deployment {other_name} already answers on {r.bind}:{r.listen} (the host's nginx would send this "
+            "deployment's requests there): give this deployment another router.listen, or remove the other one "
+            f"(`bgdeploy remove` with its spec)"
+        ]

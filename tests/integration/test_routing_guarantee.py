@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.deployments import Deployment, Traffic, ok
+from tests.integration.deployments import Deployment, Traffic, failed, ok
+from tests.integration.test_host_router import LocalDeployment, host_nginx, local
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +65,43 @@ def test_a_changed_router_image_is_rolled_out(dep: Deployment, docker_client: An
     finally:
         dep.cleanup()
         docker_client.images.remove(other, noprune=True)
+
+
+def test_host_mode_serves_again_after_the_live_container_restarts_without_any_bgdeploy_run(
+    local: LocalDeployment, docker_client: Any
+) -> None:
+    local.write("acme/chat-v1")
+    ok(local.run("deploy"))
+    blue = docker_client.containers.get(f"bgdeploy-{local.name}-blue")
+    port_before = blue.attrs["NetworkSettings"]["Ports"]["8000/tcp"][0]["HostPort"]
+    assert blue.labels["dev.bgdeploy.host-port"] == port_before
+    blue.restart(timeout=5)
+    blue.reload()
+    assert blue.attrs["NetworkSettings"]["Ports"]["8000/tcp"][0]["HostPort"] == port_before
+
+    def served() -> bool:
+        try:
+            return local.chat(timeout=5).status_code == 200
+        except Exception:
+            return False
+
+    local.wait_for(served, 60, "the restarted blue to answer through the host's nginx")
+    assert local.run("status").returncode == 0
+
+
+def test_two_host_mode_deployments_cannot_claim_one_port(local: LocalDeployment, testbed: Any, tmp_path: Any) -> None:
+    local.write("acme/chat-v1")
+    ok(local.run("deploy"))
+    second = LocalDeployment(testbed, tmp_path / "second", local.docker)
+    second.workdir.mkdir()
+    second.port = local.port
+    try:
+        second.write("acme/chat-v1")
+        out = failed(second.run("deploy"))
+        assert f"deployment {local.name} already answers on 127.0.0.1:{local.port}" in out
+        assert local.serving_model() == "acme/chat-v1"
+    finally:
+        second.cleanup()
+
+
+__all__ = ["host_nginx", "local"]  # fixtures used here
