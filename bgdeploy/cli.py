@@ -22,6 +22,7 @@ from bgdeploy.modes import HostMode, is_host_mode, modes_help
 if TYPE_CHECKING:
     from bgdeploy.execute.session import Session
     from bgdeploy.plan.result import Result
+    from bgdeploy.spec.load import LoadedSpec
 
 DEFAULT_SPEC = "bluegreen.yaml"
 
@@ -56,7 +57,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     loaded = load_spec(args.file)
     print(f"{args.file}: valid: {one_line(loaded.spec)}")
+    _print_lint(loaded, args.file)
     return EXIT_OK
+
+
+def _print_lint(loaded: LoadedSpec, filename: str) -> None:
+    """Warnings about a valid spec (they never change the exit code); annotations under GitHub Actions."""
+    from bgdeploy.github import workflow_commands
+    from bgdeploy.spec.lint import lint
+
+    for warning in lint(loaded.spec, loaded.located):
+        print(warning.render(filename), file=sys.stderr)
+        if workflow_commands.in_github_actions():
+            where = dict(file=filename, line=warning.line, col=warning.column, title="bluegreen.yaml")
+            print(workflow_commands.command("warning", f"{warning.path}: {warning.message}", **where))
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -121,6 +135,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from bgdeploy.execute.commands import run_plan
 
     def work(session: Session) -> Result:
+        from bgdeploy.spec.lint import lint
+
+        for warning in lint(session.loaded.spec, session.loaded.located):
+            session.warn(f"{warning.path}: {warning.message}")
         result = run_plan(session)
         plan = result.plan
         assert plan is not None
