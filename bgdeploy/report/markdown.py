@@ -6,8 +6,6 @@ HTML, mention people or forge a hidden marker.
 
 from __future__ import annotations
 
-import re
-
 from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
 from bgdeploy.plan.evaluation_report import (
     colour_table,
@@ -29,17 +27,17 @@ __all__ = ["escape_block", "escape_inline", "headline", "render"]
 ANSWER_CHARS = 120
 LOG_LINES = 20
 
-_OUTCOME: dict[Outcome, str] = {
-    "deployed": "✅ **Deployed**",
-    "unchanged": "⏸️ **Unchanged**",
-    "failed": "❌ **Deploy failed**",
-    "rolled-back": "↩️ **Rolled back**",
-    "planned": "📝 **Planned**",
-    "previewed": "🔍 **Previewed**",
-    "paused": "⏸️ **Canary paused**",
-    "aborted": "↩️ **Canary aborted**",
-    "invalid": "⚠️ **Invalid spec**",
-    "removed": "🗑️ **Removed**",
+_OUTCOME: dict[Outcome, tuple[str, str]] = {
+    "deployed": ("✅", "Deployed"),
+    "unchanged": ("⏸️", "Unchanged"),
+    "failed": ("❌", "Deploy failed"),
+    "rolled-back": ("↩️", "Rolled back"),
+    "planned": ("📝", "Planned"),
+    "previewed": ("🔍", "Previewed"),
+    "paused": ("⏸️", "Canary paused"),
+    "aborted": ("↩️", "Canary aborted"),
+    "invalid": ("⚠️", "Invalid spec"),
+    "removed": ("🗑️", "Removed"),
 }
 
 
@@ -127,45 +125,49 @@ def _canary_rows(result: Result) -> list[str]:
 
 
 def headline(result: Result, *, markdown: bool = True) -> str:
-    """One line, outcome first. Plain text (for a terminal) when not `markdown`."""
-    if not markdown:
-        return _plain(headline(result))
-    outcome = _OUTCOME.get(result.outcome, result.outcome)
+    """One line, outcome first: markdown (untrusted text escaped), or plain text for a terminal."""
+    inline = escape_inline if markdown else _plain_inline
+
+    def bold(text: str) -> str:
+        return f"**{text}**" if markdown else text
+
+    emoji, label = _OUTCOME.get(result.outcome, ("", result.outcome))
     if result.outcome == "failed" and result.command != "deploy":
-        outcome = f"❌ **{result.command.capitalize()} failed**"
+        label = f"{result.command.capitalize()} failed"
+    outcome = f"{emoji} {bold(label)}".strip()
     if result.command == "remove":
-        name = escape_inline(result.name, 60)
+        name = inline(result.name, 60)
         if result.outcome == "removed":
             return f"{outcome}: {name} is gone from the host (router, colours, network, logs)"
         if result.outcome == "unchanged":
             return f"{outcome}: nothing of {name} was on the host"
-        return f"{outcome}: {escape_inline(result.failure or 'unknown failure', 300)}"
+        return f"{outcome}: {inline(result.failure or 'unknown failure', 300)}"
     target = result.target
     before = result.live_before
     if result.outcome == "deployed" and target is not None:
-        frm = f" (was {before.colour}: {escape_inline(before.model, 80)})" if before else ""
-        return f"{outcome}: {target.colour} now serves {escape_inline(target.model, 80)}{frm}"
+        frm = f" (was {before.colour}: {inline(before.model, 80)})" if before else ""
+        return f"{outcome}: {target.colour} now serves {inline(target.model, 80)}{frm}"
     if result.outcome == "failed":
         live = f"{result.active_colour} still serves" if result.active_colour else "nothing was live before"
-        return f"{outcome}: {live}. {escape_inline(result.failure or 'unknown failure', 300)}"
+        return f"{outcome}: {live}. {inline(result.failure or 'unknown failure', 300)}"
     if result.outcome == "previewed" and target is not None:
         live = f"; {result.active_colour} keeps serving" if result.active_colour else ""
-        return f"{outcome}: {escape_inline(target.model, 80)} loaded and passed validation (not switched){live}"
+        return f"{outcome}: {inline(target.model, 80)} loaded and passed validation (not switched){live}"
     if result.outcome == "paused" and target is not None:
-        return f"{outcome}: {escape_inline(result.paused or '', 400)}"
+        return f"{outcome}: {inline(result.paused or '', 400)}"
     if result.outcome == "aborted":
         return f"{outcome}: all traffic is back on {result.active_colour}"
     if result.outcome == "rolled-back" and target is not None:
-        return f"{outcome}: {target.colour} serves {escape_inline(target.model, 80)} again"
+        return f"{outcome}: {target.colour} serves {inline(target.model, 80)} again"
     if result.outcome == "unchanged" and before is not None:
-        return f"{outcome}: {before.colour} already serves {escape_inline(before.model, 80)} with this spec"
+        return f"{outcome}: {before.colour} already serves {inline(before.model, 80)} with this spec"
     return outcome
 
 
-def _plain(text: str) -> str:
-    text = text.replace("**", "").replace("`", "").replace("@\u200d", "@")
-    text = re.sub(r"\\([\\`*_{}\[\]()#+!|~])", r"\1", text)
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+def _plain_inline(text: str, limit: int = ANSWER_CHARS) -> str:
+    """Untrusted text on one line of a terminal: whitespace collapsed, cut at `limit`, nothing escaped."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
 
 
 def _policy(result: Result) -> list[str]:

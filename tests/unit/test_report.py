@@ -416,3 +416,11 @@ def test_every_outcome_has_a_headline() -> None:
     from bgdeploy.report.markdown import _OUTCOME
 
     assert set(_OUTCOME) == set(get_args(Outcome))
+
+
+def test_the_plain_headline_is_written_plain_not_unescaped() -> None:
+    result = deployed(target=release("green", "acme/my_model*v2 <beta> @team"))
+    assert headline(result, markdown=False) == (
+        f"✅ Deployed: green now serves acme/my_model*v2 <beta> @team (was blue: {OLD})"
+    )
+    assert "my\\_model\\*v2 &lt;beta&gt; @\u200dteam" in headline(result)
