@@ -4,7 +4,8 @@ Off unless BGDEPLOY_FAILPOINTS is set (never in normal use): a comma-separated l
 POINT is `before:STEP` (a step boundary, from the plan's own step list), `router:reload` or `state:write`,
 and ACTION is `kill` (SIGKILL this process), `fail` (the operation fails as it would on the host),
 `drop` (close the connection to the host), or `pause` (write BGDEPLOY_FAILPOINT_DIR/POINT.reached and wait,
-at most 120 s, for POINT.go there: the harness restarts a container or dockerd meanwhile).
+at most 120 s, for POINT.go there: the harness restarts a container or dockerd meanwhile); `crash` raises an
+exception outside bgdeploy's tree, as a bug would (a crash must still roll back and report, exit 3).
 """
 
 from __future__ import annotations
@@ -40,9 +41,13 @@ def hit(point: str, host: Any = None) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if action == "fail":
         raise TransportError(f"failpoint {point}: injected failure (No space left on device)")
+    if action == "crash":
+        raise RuntimeError(f"failpoint {point}: planted bug")
     if action == "drop" and host is not None:
+        # As a network failure would: the SSH transport underneath goes away, the host object stays as it is.
+        client: Any = getattr(host, "_client", None)
         with contextlib.suppress(Exception):
-            host.close()
+            client.get_transport().close()
         raise TransportError(f"failpoint {point}: the connection to the host was dropped")
     if action == "pause":
         folder = Path(os.environ.get("BGDEPLOY_FAILPOINT_DIR", "/tmp"))
