@@ -15,10 +15,13 @@ import pytest
 import yaml
 
 from bgdeploy.cli import main
+from tests.github_stub.server import GitHubStub
 from tests.integration.conftest import REPO_ROOT
 from tests.integration.deployments import Deployment, failed, ok
+from tests.integration.test_ci import NAME, OWNER, PR, ci, push_event, spec_with_secret, stub
 
 pytestmark = pytest.mark.integration
+__all__ = ["stub"]  # the GitHub stand-in fixture of test_ci, used here too
 
 
 def in_process(dep: Deployment, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
@@ -35,15 +38,13 @@ def test_a_crash_after_the_switch_rolls_back_and_still_reports(
     ok(dep.run("deploy"))
     dep.write("acme/chat-v2")
 
-    def bug(self: Any) -> None:
-        raise RuntimeError("planted bug")
-
-    monkeypatch.setattr("bgdeploy.execute.deploy.Cycle.step_smoke", bug)
+    monkeypatch.setenv("BGDEPLOY_FAILPOINTS", "before:smoke=crash")  # a RuntimeError after the switch
     report, result = tmp_path / "report.md", tmp_path / "result.json"
     code = in_process(dep, monkeypatch, "deploy", "--report", str(report), "--json", str(result))
     err = capsys.readouterr().err
     assert code == 3, err
-    assert "internal error: RuntimeError: planted bug" in err and "rollback: sending all traffic back to blue" in err
+    assert "internal error: RuntimeError: failpoint before:smoke: planted bug" in err
+    assert "rollback: sending all traffic back to blue" in err
     assert dep.serving_model() == "acme/chat-v1"
     assert dep.container_status("green") == "absent", "the crashed deploy's green is removed"
     data = json.loads(result.read_text())
@@ -234,3 +235,19 @@ def test_drain_without_vllm_metrics_waits_for_the_routers_open_stream(dep: Deplo
     assert stream["ended"] - started > 4, "the stream was still running on blue when the switch happened"
     assert stream["ended"] <= finished, "blue was stopped only after its last stream ended"
     assert "still had" not in out, "the drain ended with the stream, not at drain_timeout (the scraper is ignored)"
+
+
+def test_a_crash_in_the_action_still_reports_everywhere_and_exits_3(dep: Deployment, stub: GitHubStub) -> None:
+    payload = push_event()
+    stub.set_commit_pulls(payload["after"], [PR])
+    spec_with_secret(dep, "acme/chat-v1")
+    assert ci(dep, stub, "push", payload).code == 0
+    spec_with_secret(dep, "acme/chat-v2")
+    run = ci(dep, stub, "push", payload, BGDEPLOY_FAILPOINTS="before:smoke=crash")  # a bug after the switch
+    assert run.code == 3, run.log
+    assert run.outputs["outcome"] == "failed" and run.outputs["active-color"] == "blue", run.outputs
+    assert "planted bug" in run.summary
+    latest = stub.deployments()[-1]
+    assert stub.statuses(int(str(latest["id"])))[-1]["state"] == "failure"
+    assert "planted bug" in str(stub.comments(OWNER, NAME, PR)[0]["body"])
+    assert dep.serving_model() == "acme/chat-v1" and dep.container_status("green") == "absent"
