@@ -145,7 +145,7 @@ def test_a_green_that_loses_five_points_against_live_is_refused_and_an_equal_one
     assert dep.serving_model() == "acme/chat-v3"
 
 
-def test_tool_and_json_prompts_and_a_green_with_twenty_times_the_ttft(dep: Deployment, tmp_path: Path) -> None:
+def test_tool_and_json_prompts_and_a_green_with_forty_times_the_ttft(dep: Deployment, tmp_path: Path) -> None:
     validation = {
         "concurrency": 2,
         "prompts": LLM_PROMPTS,
@@ -166,15 +166,16 @@ def test_tool_and_json_prompts_and_a_green_with_twenty_times_the_ttft(dep: Deplo
     assert all(r["passed"] for r in good["validation"]["results"]), good["validation"]["results"]
     assert good["validation"]["ttft_p95_s"] >= 0.1
 
-    dep.write("acme/chat-v2", env={"FAKEVLLM_TTFT_MS": "2000"}, validation=validation)
+    # 40× live's TTFT against a limit of 2×: even a second of noise on live's side cannot hide it.
+    dep.write("acme/chat-v2", env={"FAKEVLLM_TTFT_MS": "4000"}, validation=validation)
     out = failed(dep.run("deploy", "--json", str(tmp_path / "v2.json")))
     slow = result(tmp_path / "v2.json")
     gate = gates(slow)["TTFT p95 vs live"]
     assert gate["ok"] is False, (gate, out)
-    assert slow["validation"]["ttft_p95_s"] >= 2.0 and slow["live_validation"]["ttft_p95_s"] >= 0.1
+    assert slow["validation"]["ttft_p95_s"] >= 4.0 and slow["live_validation"]["ttft_p95_s"] >= 0.1
     assert all(r["passed"] for r in slow["validation"]["results"]), "it answers as well as live"
     answer = slow["validation"]["results"][0]["answer"]
-    assert answer["ttft_s"] >= 2.0 and answer["output_tokens"] == 6 and answer["tokens_per_s"] > 0
+    assert answer["ttft_s"] >= 4.0 and answer["output_tokens"] == 6 and answer["tokens_per_s"] > 0
     assert dep.serving_model() == "acme/chat-v1"
 
 
