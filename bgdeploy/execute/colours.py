@@ -6,7 +6,7 @@ from bgdeploy.errors import BgdeployError, DeployFailed, TransportError
 from bgdeploy.execute.clock import poll
 from bgdeploy.execute.session import Session
 from bgdeploy.plan import gpu
-from bgdeploy.plan.container import plan_container, secret_values
+from bgdeploy.plan.container import colour_gpus, plan_container, secret_values
 from bgdeploy.plan.metrics import gauge, parse
 from bgdeploy.plan.names import Colour
 from bgdeploy.plan.sockets import (
@@ -33,7 +33,7 @@ class ContainerFailed(DeployFailed):
 def gpu_blockers(session: Session, colour: Colour) -> list[str]:
     """Read nvidia-smi on the host and say why `colour` cannot start on its GPUs (empty: it fits)."""
     spec = session.loaded.spec
-    wanted = spec.gpus.blue if colour == "blue" else spec.gpus.green
+    wanted = colour_gpus(spec, colour)
     if not wanted:
         return []
     done = session.host.run(gpu.query_argv(), timeout=30)

@@ -13,9 +13,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from bgdeploy.plan.names import COLOURS
 from bgdeploy.spec.router_rules import HEALTH_PATH_RE, MAX_READ_TIMEOUT_S
-
-COLOURS = ("blue", "green")
 
 _NAME_RE = re.compile(r"^[a-z0-9-]+$")
 # Host names, IPv4 and bracketed IPv6 addresses, always with a port: nothing that could end a directive.

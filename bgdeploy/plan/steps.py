@@ -88,15 +88,11 @@ def port_in_use(ss_output: str, bind: str, port: int) -> str | None:
     return None
 
 
-def _gpus(indices: list[int]) -> str:
-    return "none" if not indices else ",".join(str(i) for i in indices)
-
-
 def plan_deploy(spec: Spec, spec_hash: str, view: HostView, *, force: bool = False) -> DeployPlan:
     live = view.live if view.live_running else None
     new: Colour = other(live.colour) if live is not None else "blue"
     old = live.colour if live is not None else None
-    gpus = spec.gpus.blue if new == "blue" else spec.gpus.green
+    gpus = colour_gpus(spec, new)
     unchanged = live is not None and live.spec_hash == spec_hash and not force
 
     changes: list[Change] = []
@@ -138,7 +134,7 @@ def plan_deploy(spec: Spec, spec_hash: str, view: HostView, *, force: bool = Fal
         Step("pull-image", f"pull {spec.runtime.image}", "the image is on the host" if view.image_present else None),
         Step(
             "start",
-            f"start {new} with {spec.model.name} on GPU {_gpus(gpus)} "
+            f"start {new} with {spec.model.name} on GPU {gpu_list(gpus)} "
             f"(gpu_memory_utilization {spec.runtime.gpu_memory_utilization:g}), after checking it fits",
         ),
         Step(
