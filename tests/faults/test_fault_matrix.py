@@ -24,11 +24,11 @@ pytestmark = pytest.mark.integration
 CONTAINER_SLICE = [
     ("switch", "kill-at-reload"),
     ("record", "write-fail"),
-    ("switch", "reload-fail"),
     ("smoke", "green-dies"),
     ("switch", "live-restart"),
 ]
-HOST_SLICE = [("record", "kill"), ("switch", "live-restart")]
+# Kills cost a stale-lock wait (45 s) each: one kill (at the reload itself) in the container slice is enough.
+HOST_SLICE = [("record", "write-fail"), ("switch", "live-restart")]
 
 
 class MatrixDeployment(Deployment):
