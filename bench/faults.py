@@ -76,9 +76,19 @@ def restart_dockerd() -> None:
             time.sleep(0.5)
 
 
+def host_nginx_running() -> bool:
+    try:
+        pid = int(Path("/run/nginx.pid").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    return Path(f"/proc/{pid}").exists()
+
+
 def run_mode(mode: str, faults: list[str], boundaries: list[str], dockerd: bool) -> list[Cell]:
     import docker
 
+    if mode == "host" and not host_nginx_running():
+        subprocess.run(["nginx"], check=True, timeout=30)  # the host's own nginx, as the testbed installs it
     client = docker.from_env(timeout=60)
     cells: list[Cell] = []
     with tempfile.TemporaryDirectory() as tmp:
