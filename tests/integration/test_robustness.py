@@ -16,12 +16,13 @@ import yaml
 
 from bgdeploy.cli import main
 from tests.github_stub.server import GitHubStub
-from tests.integration.conftest import REPO_ROOT
+from tests.integration.conftest import REPO_ROOT, Testbed, unavailable
 from tests.integration.deployments import Deployment, failed, ok
 from tests.integration.test_ci import NAME, OWNER, PR, ci, push_event, spec_with_secret, stub
+from tests.integration.test_host_router import INCLUDE_DIR, SshHostRouter, host_nginx
 
 pytestmark = pytest.mark.integration
-__all__ = ["stub"]  # the GitHub stand-in fixture of test_ci, used here too
+__all__ = ["host_nginx", "stub"]  # fixtures of test_host_router and test_ci, used here too
 
 
 def in_process(dep: Deployment, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
@@ -184,6 +185,22 @@ FAKEVLLM = REPO_ROOT / "tests" / "fakevllm" / "fakevllm.py"
 
 
 def test_drain_without_vllm_metrics_waits_for_the_routers_open_stream(dep: Deployment) -> None:
+    drain_keeps_the_stream(dep)
+
+
+def test_drain_without_vllm_metrics_in_host_mode(
+    testbed: Testbed, docker_client: Any, tmp_path: Path, host_nginx: None
+) -> None:
+    if not INCLUDE_DIR.is_dir():
+        unavailable(f"{INCLUDE_DIR} is missing: run scripts/testbed up")
+    dep = SshHostRouter(testbed, tmp_path, docker_client)
+    try:
+        drain_keeps_the_stream(dep)
+    finally:
+        dep.cleanup()
+
+
+def drain_keeps_the_stream(dep: Deployment) -> None:
     # A server without /metrics that aborts what is in flight on SIGTERM (no drain of its own): only bgdeploy's
     # drain, from the router's open connections, can keep the stream alive. This file's fakevllm is mounted,
     # so the test does not depend on the image's age.
