@@ -276,7 +276,9 @@ def test_a_prometheus_query_breach_rolls_a_canary_back(dep: Deployment, tmp_path
             },
             analysis={
                 "prometheus": {
+                    # As the GPU host sees it (the testbed's host is this machine): through the SSH connection.
                     "url": prometheus.url,
+                    "via": "host",
                     "bearer_token_env": "H10_PROM_TOKEN",
                     "queries": [{"name": "queue", "query": query, "max": 2, "for": "1s"}],
                 }
