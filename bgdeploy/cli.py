@@ -42,13 +42,8 @@ def _report_spec_error(exc: SpecError) -> None:
     print(f"{exc}", file=sys.stderr)
     if workflow_commands.in_github_actions():
         log = workflow_commands.Log()
-        for p in exc.problems:
-            where = f"{p.path}: " if p.path else ""
-            log.command(
-                workflow_commands.error(
-                    f"{where}{p.message}", file=exc.filename, line=p.line, col=p.column, title="bluegreen.yaml"
-                )
-            )
+        for line in workflow_commands.problem_annotations(exc.problems, exc.filename):
+            log.command(line)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -225,11 +225,8 @@ class Runner:
 
     def invalid(self, exc: SpecError) -> int:
         self.say(exc.render())
-        for p in exc.problems:
-            where = f"{p.path}: " if p.path else ""
-            self.log.command(
-                wc.error(f"{where}{p.message}", file=exc.filename, line=p.line, col=p.column, title="bluegreen.yaml")
-            )
+        for line in wc.problem_annotations(exc.problems, exc.filename):
+            self.log.command(line)
         markdown = spec_errors_markdown(exc, None)
         self.write_report(markdown)
         self.comment(_name_from_file(exc.filename), markdown, "plan")
@@ -283,11 +280,8 @@ class Runner:
             self.comment(spec.name, markdown, "plan")
         outcome = "skipped" if skipped else "planned"
         if violations:
-            for p in violations:
-                where = f"{p.path}: " if p.path else ""
-                self.log.command(
-                    wc.error(f"{where}{p.message}", file=loaded.path, line=p.line, col=p.column, title="host policy")
-                )
+            for line in wc.problem_annotations(violations, loaded.path, title="host policy"):
+                self.log.command(line)
             outcome = "invalid"
         self.set_outputs({**outputs(result, outcome, self.report_path, None), "model": spec.model.name})
         return EXIT_INVALID if violations else EXIT_OK

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+from bgdeploy.errors import Problem
 from bgdeploy.untrusted.commands import inert
 from bgdeploy.untrusted.secrets import MaskingStream, mask
 
@@ -42,6 +43,16 @@ def error(
 ) -> str:
     """An `::error` annotation line; GitHub shows it on the file and line in the PR's diff."""
     return command("error", message, file=file, line=line, col=col, title=title)
+
+
+def problem_annotations(problems: Iterable[Problem], filename: str, title: str = "bluegreen.yaml") -> list[str]:
+    """One `::error` annotation per located problem (of a spec, or of a file it names), for the PR's diff: the
+    one place the CLI and the action turn spec errors and policy violations into annotations."""
+    lines = []
+    for p in problems:
+        where = f"{p.path}: " if p.path else ""
+        lines.append(error(f"{where}{p.message}", file=p.file or filename, line=p.line, col=p.column, title=title))
+    return lines
 
 
 def warning(message: str, *, title: str | None = None) -> str:

@@ -469,8 +469,8 @@ class Validation(_Section):
     preview_on_pr: bool = Field(
         default=False,
         description=(
-            "GitHub Action on pull requests: load the new model beside the live one and validate it (a preview: "
-            "never switched, removed afterwards)."
+            "GitHub Action on pull requests: ask, in the PR comment, for a preview (the new model loaded beside "
+            "the live one and validated, never switched). Only the workflow starts one (mode: preview)."
         ),
     )
     prompts: list[Prompt] = Field(default_factory=list, description="The validation prompts.")
