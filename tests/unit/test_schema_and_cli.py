@@ -101,18 +101,19 @@ def test_validate_stays_light_no_ssh_docker_or_http_imports(tmp_path: Path) -> N
 
 
 def test_pure_layers_import_no_transport_libraries() -> None:
-    """spec -> plan -> execute -> transports: spec/, plan/ and report/ never import down the stack (not even
-    under TYPE_CHECKING), so they stay pure and unit-testable without a network."""
+    """spec -> plan -> execute -> transports: spec/, plan/, report/ and the analysis interface and verdicts never
+    import down the stack (not even under TYPE_CHECKING), so they stay pure and unit-testable without a network."""
     forbidden = ("paramiko", "docker", "httpx", "requests", "bgdeploy.execute", "bgdeploy.transports")
-    for package in ("spec", "plan", "report"):
-        for path in (ROOT / "bgdeploy" / package).rglob("*.py"):
-            for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                if isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
-                else:
-                    continue
-                for name in names:
-                    bad = [f for f in forbidden if name == f or name.startswith(f + ".")]
-                    assert not bad, f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
+    pure = [path for package in ("spec", "plan", "report") for path in (ROOT / "bgdeploy" / package).rglob("*.py")]
+    pure += [ROOT / "bgdeploy" / "analysis" / name for name in ("source.py", "verdict.py")]
+    for path in pure:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                bad = [f for f in forbidden if name == f or name.startswith(f + ".")]
+                assert not bad, f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
