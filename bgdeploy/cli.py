@@ -7,6 +7,7 @@ Exit codes: 0 success or no-op, 1 deploy failed (the old colour still serves), 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -15,7 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from bgdeploy import __version__
 from bgdeploy.errors import EXIT_DEPLOY_FAILED, EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, BgdeployError, SpecError
 from bgdeploy.modes import HostMode, is_host_mode, modes_help
 
@@ -25,6 +25,16 @@ if TYPE_CHECKING:
     from bgdeploy.spec.load import LoadedSpec
 
 DEFAULT_SPEC = "bluegreen.yaml"
+
+
+class _Version(argparse.Action):
+    """--version: the commit is looked up only when asked for (it may run git)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        from bgdeploy.about import version_text
+
+        print(version_text())
+        parser.exit(EXIT_OK)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,9 +90,18 @@ def _write_outputs(args: argparse.Namespace, result: Result) -> None:
     from bgdeploy.untrusted.secrets import mask, mask_json
 
     if getattr(args, "json", None):
-        Path(args.json).write_text(mask_json(result.to_json()))
+        write_json(args.json, mask_json(result.to_json()))
     if getattr(args, "report", None):
         Path(args.report).write_text(mask(render(result)))
+
+
+def write_json(destination: str, text: str) -> None:
+    """`--json FILE` writes FILE; `--json` alone (or `--json -`) prints to stdout, the same for every command."""
+    if destination == "-":
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+    else:
+        Path(destination).write_text(text)
 
 
 def _on_host(args: argparse.Namespace, command: str, work: Callable[[Session], Result]) -> int:
@@ -106,8 +125,10 @@ def _on_host(args: argparse.Namespace, command: str, work: Callable[[Session], R
     # SIGTERM (a cancelled CI job) unwinds like Ctrl-C, so a deploy in progress rolls back cleanly.
     signal.signal(signal.SIGTERM, _interrupt)
     result = Result(command=command, name=loaded.spec.name)
+    # With the JSON on stdout, everything else a command prints goes to stderr: stdout stays parseable.
+    text_out = sys.stderr if getattr(args, "json", None) == "-" else sys.stdout
     try:
-        with open_session(loaded, command) as session:
+        with open_session(loaded, command) as session, contextlib.redirect_stdout(text_out):
             result = session.result
             result = work(session)
     except Exception as exc:
@@ -118,7 +139,7 @@ def _on_host(args: argparse.Namespace, command: str, work: Callable[[Session], R
         _write_outputs(args, result)
         raise
     _write_outputs(args, result)
-    print(headline(result, markdown=False))
+    print(headline(result, markdown=False), file=text_out)
     return EXIT_DEPLOY_FAILED if result.outcome == "failed" else EXIT_OK
 
 
@@ -188,7 +209,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return fleet_status(args, loaded)
     with open_session(loaded, "status") as session:
         data = run_status(session)
-    print(json.dumps(data, indent=2, sort_keys=True) if args.json else render_status(data))
+    if args.json is None:
+        print(render_status(data))
+    else:
+        write_json(args.json, json.dumps(data, indent=2, sort_keys=True))
     # The router breaking the guarantee (pointing at a dead, wrong or stale colour) is a failure to see.
     return EXIT_DEPLOY_FAILED if data["router"].get("problems") else EXIT_OK
 
@@ -346,22 +370,31 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 success or nothing to do, 1 deploy failed (the old colour still serves), "
         "2 invalid spec or usage, 3 internal error.",
     )
-    parser.add_argument("--version", action="version", version=f"bgdeploy {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and the commit, then exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    def command(name: str, help_text: str, run: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    def command(
+        name: str, help_text: str, run: Callable[[argparse.Namespace], int], *, spec: bool = True
+    ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument(
-            "-f", "--file", default=DEFAULT_SPEC, metavar="PATH", help=f"the spec file (default: ./{DEFAULT_SPEC})"
-        )
+        if spec:  # `schema` reads no spec: a -f there would be ignored, so it is refused
+            sub.add_argument(
+                "-f", "--file", default=DEFAULT_SPEC, metavar="PATH", help=f"the spec file (default: ./{DEFAULT_SPEC})"
+            )
         sub.set_defaults(run=run)
         return sub
 
     command("validate", "check bluegreen.yaml against the schema and the rules; changes nothing", cmd_validate)
-    command("schema", "print the JSON schema of bluegreen.yaml", cmd_schema)
+    command("schema", "print the JSON schema of bluegreen.yaml", cmd_schema, spec=False)
 
     def outputs(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--json", metavar="FILE", help="write the structured result to FILE")
+        sub.add_argument(
+            "--json",
+            nargs="?",
+            const="-",
+            metavar="FILE",
+            help="the structured result as JSON: to FILE, or to stdout (the text output then goes to stderr)",
+        )
         sub.add_argument("--report", metavar="FILE", help="write a markdown report to FILE")
 
     def locking(sub: argparse.ArgumentParser) -> None:
@@ -399,7 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     locking(abort)
     outputs(abort)
     status = command("status", "show the live colour, each colour's health and the last deploys", cmd_status)
-    status.add_argument("--json", action="store_true", help="print JSON instead of text")
+    status.add_argument(
+        "--json", nargs="?", const="-", metavar="FILE", help="print JSON (to FILE when given) instead of text"
+    )
     for name in ("plan", "deploy", "rollback", "promote", "abort", "status"):
         commands.choices[name].add_argument(
             "--host",

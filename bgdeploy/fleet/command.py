@@ -80,7 +80,9 @@ def run(args: argparse.Namespace, command: str, loaded: LoadedSpec) -> int:
 
 
 def _write_outputs(args: argparse.Namespace, result: FleetResult) -> None:
-    if getattr(args, "json", None):
+    if getattr(args, "json", None) == "-":  # `--json` alone: the JSON on stdout, as for one host
+        sys.stdout.write(result.to_json())
+    elif getattr(args, "json", None):
         Path(args.json).write_text(result.to_json())
     if getattr(args, "report", None):
         Path(args.report).write_text(render_fleet(result))

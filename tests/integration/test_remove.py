@@ -222,6 +222,12 @@ def test_history_shows_deploys_and_outlives_a_removal(dep: Deployment) -> None:
     assert [(e["command"], e["outcome"], e["to"]["model"]) for e in last["history"]] == [
         ("deploy", "deployed", "acme/chat-v2")
     ]
+    # --json is the same everywhere: alone it prints parseable JSON on stdout, with FILE it writes FILE.
+    again = dep.run("deploy", "--json")
+    ok(again)
+    assert json.loads(again.stdout)["outcome"] == "unchanged", again.stdout
+    ok(dep.run("status", "--json", str(dep.workdir / "status.json")))
+    assert json.loads((dep.workdir / "status.json").read_text())["live"]["model"] == "acme/chat-v2"
     ok(dep.run("remove", "--yes"))
     after = ok(dep.run("history"))
     assert "remove   removed" in after and "taken off the host" in after, after

@@ -84,7 +84,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0
-    assert capsys.readouterr().out.strip() == f"bgdeploy {__version__}"
+    assert capsys.readouterr().out.startswith(f"bgdeploy {__version__} (commit ")
 
 
 def test_validate_stays_light_no_ssh_docker_or_http_imports(tmp_path: Path) -> None:
