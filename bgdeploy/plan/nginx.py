@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from bgdeploy.plan.cohort import nginx_variable
 from bgdeploy.plan.names import COLOURS
 from bgdeploy.spec.router_rules import HEALTH_PATH_RE, MAX_READ_TIMEOUT_S
 
@@ -57,6 +58,10 @@ class RouterConfig:
     backends: tuple[Backend, ...]
     access_log: str
     health_path: str = "/health"
+    # Sticky cohorts (rollout.cohort): the split is keyed by this request attribute ("header:X-User-Id",
+    # "cookie:NAME", "ip") instead of the request id; requests without it follow `cohort_fallback`.
+    cohort_by: str | None = None
+    cohort_fallback: str = "request"
 
 
 def _ident(name: str) -> str:
@@ -93,6 +98,10 @@ def _validate(cfg: RouterConfig) -> tuple[Backend, ...]:
         raise ValueError(f"router read timeout {cfg.read_timeout_s!r} must be between 0 and a day (in seconds)")
     if not _LOG_PATH_RE.match(cfg.access_log):
         raise ValueError(f"access log {cfg.access_log!r} must be an absolute path of plain characters")
+    if cfg.cohort_by is not None:
+        nginx_variable(cfg.cohort_by)  # ValueError names the key
+        if cfg.cohort_fallback not in ("request", "live"):
+            raise ValueError(f"cohort fallback {cfg.cohort_fallback!r} must be request or live")
     if not HEALTH_PATH_RE.match(cfg.health_path):
         raise ValueError(f"health path {cfg.health_path!r} must start with '/' and hold only plain URL characters")
     seen: set[str] = set()
@@ -164,6 +173,26 @@ def _block(head: str, body: list[str], indent: str = "    ") -> list[str]:
     return [f"{head} {{", *[f"{indent}{line}" if line else "" for line in body], "}"]
 
 
+def _cohort_split(cfg: RouterConfig, active: tuple[Backend, ...], ident: str, colour_var: str) -> list[str]:
+    """Sticky cohorts: split on the user's key with the NEW colour (listed last by the caller) first, so its
+    slice of the hash range only grows with its weight; requests without the key follow the fallback."""
+    assert cfg.cohort_by is not None
+    old, new = active[0], active[-1]
+    key = nginx_variable(cfg.cohort_by)
+    entries = [f"{new.weight}% {new.colour};", f"* {old.colour};"]
+    lines = _block(f'split_clients "${{{key}}}" ${ident}_cohort', entries)
+    lines.append("")
+    if cfg.cohort_fallback == "request":
+        lines += _block(f'split_clients "${{request_id}}" ${ident}_keyless', entries)
+        lines.append("")
+        fallback = f"${ident}_keyless"
+    else:
+        fallback = old.colour
+    # Only the chosen colour is ever logged; the key itself stays out of every log format.
+    lines += _block(f"map ${key} ${colour_var}", [f'"" {fallback};', f"default ${ident}_cohort;"])
+    return lines
+
+
 def render_http_block(cfg: RouterConfig) -> str:
     """The http-level configuration of one deployment: log format, upstreams, colour choice and the server."""
     active = _validate(cfg)
@@ -194,6 +223,8 @@ def render_http_block(cfg: RouterConfig) -> str:
 
     if len(active) == 1:
         lines += _block(f"map $request_id ${colour_var}", [f"default {active[0].colour};"])
+    elif cfg.cohort_by is not None:
+        lines += _cohort_split(cfg, active, ident, colour_var)
     else:
         # The smaller share gets its exact percentage and the rest takes `*`, so no request is left unassigned.
         ordered = sorted(active, key=lambda b: b.weight)

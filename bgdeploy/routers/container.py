@@ -57,6 +57,7 @@ class ContainerNginx(NginxBase):
         return f"{self.layout.router_logs}/access.log"
 
     def _router_config(self, backends: tuple[Backend, ...]) -> RouterConfig:
+        cohort = self.spec.rollout.cohort
         return RouterConfig(
             name=self.spec.name,
             listen=ROUTER_PORT,
@@ -65,6 +66,8 @@ class ContainerNginx(NginxBase):
             backends=backends,
             access_log=CONTAINER_LOG,
             health_path=self.spec.health.path,
+            cohort_by=cohort.by if cohort is not None else None,
+            cohort_fallback=cohort.fallback if cohort is not None else "request",
         )
 
     def _render_text(self, cfg: RouterConfig) -> str:

@@ -30,6 +30,7 @@ class HostNginx(NginxBase):
         return f"{self.layout.router_logs}/access.log"
 
     def _router_config(self, backends: tuple[Backend, ...]) -> RouterConfig:
+        cohort = self.spec.rollout.cohort
         return RouterConfig(
             name=self.spec.name,
             listen=self.spec.router.listen,
@@ -38,6 +39,8 @@ class HostNginx(NginxBase):
             backends=backends,
             access_log=self.access_log,
             health_path=self.spec.health.path,
+            cohort_by=cohort.by if cohort is not None else None,
+            cohort_fallback=cohort.fallback if cohort is not None else "request",
         )
 
     def _render_text(self, cfg: RouterConfig) -> str:

@@ -247,6 +247,11 @@ def _rollout(spec: Spec) -> Iterator[Finding]:
         yield ("rollout", "steps"), "steps are only used with strategy: canary; set strategy: canary or remove them"
     if r.strategy == "canary" and not r.steps:
         yield ("rollout", "strategy"), "strategy: canary needs rollout.steps, e.g. [{weight: 10, bake: 2m}]"
+    if r.cohort is not None and r.strategy != "canary":
+        yield (
+            ("rollout", "cohort"),
+            "cohort only applies to a canary (all-at-once moves every user at once); set strategy: canary or remove it",
+        )
     for i in range(1, len(r.steps)):
         if r.steps[i].weight <= r.steps[i - 1].weight:
             yield (
@@ -269,7 +274,7 @@ CHECKS: tuple[tuple[tuple[str, ...], Callable[[Spec], Iterator[Finding]]], ...] 
         ("validation.stream", "validation.compare_with_live", "validation.thresholds", "validation.datasets"),
         _validation_gates,
     ),
-    (("rollout.strategy", "rollout.steps"), _rollout),
+    (("rollout.strategy", "rollout.steps", "rollout.cohort"), _rollout),
     (("analysis",), analysis_findings),
     (("target", "gpus", "runtime.gpu_memory_utilization"), fleet_findings),
     (("target.hosts", "rollout.fleet"), rollout_fleet_findings),

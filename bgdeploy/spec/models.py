@@ -560,6 +560,26 @@ class RollbackOn(_Section):
     )
 
 
+COHORT_BY_PATTERN = r"^(header:[A-Za-z0-9][A-Za-z0-9-]{0,63}|cookie:[A-Za-z0-9_]{1,64}|ip)$"
+
+
+class Cohort(_Section):
+    """Sticky canary cohorts: the split is keyed by nginx's hash of one request attribute, not per request."""
+
+    by: str = Field(
+        pattern=COHORT_BY_PATTERN,
+        description=(
+            "What identifies a user: header:NAME (e.g. header:X-User-Id, header:Authorization), cookie:NAME, or "
+            "ip (the client address nginx sees). One user stays on one colour for a whole step and only moves "
+            "forward to the new colour as its weight grows. Only the colour is logged, never the value."
+        ),
+    )
+    fallback: Literal["request", "live"] = Field(
+        default="request",
+        description="Requests without the header or cookie: request: split per request; live: the old colour.",
+    )
+
+
 class Rollout(_Section):
     """How traffic moves from blue to green."""
 
@@ -596,6 +616,10 @@ class Rollout(_Section):
         ),
     )
     fleet: Fleet = Field(default_factory=Fleet, description="Batches of a fleet deploy (target.hosts).")
+    cohort: Cohort | None = Field(
+        default=None,
+        description="Canary: keep each user on one colour (sticky cohorts) instead of splitting per request.",
+    )
 
 
 class PrometheusQuery(_Section):
