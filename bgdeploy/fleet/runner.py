@@ -308,7 +308,8 @@ def deploy_fleet(fleet: Fleet, *, force: bool = False) -> None:
     preflight(fleet, force=force)
     if fleet.result.outcome == "blocked":
         return
-    releases = {n.report.before.spec_hash if n.report.before else "" for n in fleet.nodes}
+    # By model and image: each host's spec hash differs anyway (its own target.host is part of it).
+    releases = {(n.report.before.model, n.report.before.image) if n.report.before else None for n in fleet.nodes}
     if len(releases) > 1:
         fleet.warn(
             "the hosts were on different releases: "

@@ -56,6 +56,9 @@ def outputs(result: Result | None, outcome: str, report_path: str, deployment_id
         "model": target.model if target else "",
         "report-path": report_path,
         "deployment-id": str(deployment_id) if deployment_id is not None else "",
+        # A fleet's run (bgdeploy.fleet.ci) fills these in; every run writes them, so the action's outputs resolve.
+        "hosts-deployed": "",
+        "hosts-failed": "",
     }
 
 
@@ -325,6 +328,11 @@ class Runner:
 
     def on_host(self, loaded: LoadedSpec, mode: HostMode) -> int:
         from bgdeploy.execute.commands import COMMANDS, Options, open_session
+
+        if loaded.spec.target.hosts is not None:  # a fleet: every host, one report row each
+            from bgdeploy.fleet.ci import run_fleet_mode
+
+            return run_fleet_mode(self, loaded, mode)
         from bgdeploy.execute.session import Output, Session
 
         spec = loaded.spec

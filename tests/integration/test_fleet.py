@@ -325,6 +325,31 @@ def test_an_image_missing_on_one_host_blocks_the_deploy_before_any_host_changes(
     assert any(f"the image {v2} is not on this host and could not be pulled" in b for b in h2["blockers"]), h2
     assert [h["blockers"] for h in (data["hosts"][0], data["hosts"][2])] == [[], []]
     assert "nothing was changed on any host" in out
+
+    # The GitHub Action says the same: outcome, the failed host in its outputs, the blocker in the summary.
+    temp = fleet.workdir / "runner"
+    temp.mkdir()
+    env = fleet.environ()
+    env.pop("BGDEPLOY_SSH_KEY_FILE")
+    env.update(
+        BGDEPLOY_SSH_KEY=Path(fleet.testbed.key_file).read_text(),
+        BGDEPLOY_SPEC=str(fleet.spec_path),
+        BGDEPLOY_MODE="deploy",
+        GITHUB_ACTIONS="true",
+        GITHUB_OUTPUT=str(temp / "output"),
+        GITHUB_STEP_SUMMARY=str(temp / "summary"),
+        RUNNER_TEMP=str(temp),
+        GITHUB_EVENT_NAME="workflow_dispatch",
+        GITHUB_REF="refs/heads/main",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bgdeploy", "ci"], capture_output=True, text=True, timeout=240, env=env, cwd=REPO_ROOT
+    )
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = (temp / "output").read_text().splitlines()
+    given = {lines[i].split("<<")[0]: lines[i + 1] for i in range(len(lines) - 1) if "<<bgdeploy_" in lines[i]}
+    assert (given["outcome"], given["hosts-failed"], given["hosts-deployed"]) == ("blocked", "h2", "")
+    assert "- **h2**: the image" in (temp / "summary").read_text()
     assert [fleet.containers(i) for i in range(3)] == before
     for i in range(3):
         assert fleet.serving(i) == "acme/chat-v1"
