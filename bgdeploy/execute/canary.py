@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from bgdeploy.errors import DeployFailed
+from bgdeploy.execute.analysis_breach import AnalysisBreach
 from bgdeploy.execute.checks import watch
 from bgdeploy.execute.router import apply_weights
 from bgdeploy.execute.session import Session
@@ -83,7 +84,16 @@ def run_steps(cycle: Cycle) -> None:
         cycle.switched = True
         apply_weights(session, weights, cycle.host_ports, confirm=None)
         started = session.clock.now()
-        new, old = watch(session, cycle.new, cycle.old, session.traffic.mark(), step.bake, cycle.alive)
+        try:
+            new, old = watch(session, cycle.new, cycle.old, session.traffic.mark(), step.bake, cycle.alive)
+        except AnalysisBreach as breach:
+            # Model metrics or a Prometheus query broke a limit: the step is recorded as breached all the same.
+            if breach.new is not None:
+                held = round(session.clock.now() - started, 3)
+                session.result.canary.append(
+                    CanaryRecord(number, step.weight, held, breach.new, breach.old, "breached")
+                )
+            raise DeployFailed(f"canary step {number} ({step.weight}% to {cycle.new}): {breach}") from None
         verdict = new.outcome
         seconds = round(session.clock.now() - started, 3)
         session.result.canary.append(CanaryRecord(number, step.weight, seconds, new, old, verdict))

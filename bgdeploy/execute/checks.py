@@ -9,6 +9,7 @@ from bgdeploy.analysis.model_metrics import wants_model_metrics
 from bgdeploy.analysis.source import Cursor
 from bgdeploy.analysis.verdict import LiveVerdict
 from bgdeploy.analysis.verdict import judge as judge_live
+from bgdeploy.execute.analysis_breach import AnalysisBreach
 from bgdeploy.execute.model_watch import ModelWatch, judge_models
 from bgdeploy.execute.prometheus_watch import PrometheusWatch
 from bgdeploy.execute.session import Session
@@ -97,10 +98,14 @@ def _watch(
         if alive is not None:
             alive()
         elapsed = session.clock.now() - start
-        if queries is not None:
-            queries.look(new, old, elapsed)
-        if models is not None:
-            judge_models(session, models, new, old, elapsed, {new: verdict, **({old: old_verdict} if old else {})})
+        try:
+            if queries is not None:
+                queries.look(new, old, elapsed)
+            if models is not None:
+                traffic = {new: verdict, **({old: old_verdict} if old else {})}
+                judge_models(session, models, new, old, elapsed, traffic)
+        except AnalysisBreach as breach:
+            raise breach.during(verdict, old_verdict, elapsed) from None
         if verdict.breached or elapsed >= seconds:
             return verdict, old_verdict
         if elapsed - last_said >= 10 or last_said == 0:

@@ -10,7 +10,7 @@ from typing import cast
 
 from bgdeploy.analysis.model_metrics import ModelFigures, Snapshot, figures, judge_model, model_breach_text, snapshot
 from bgdeploy.analysis.verdict import LiveVerdict
-from bgdeploy.errors import DeployFailed
+from bgdeploy.execute.analysis_breach import AnalysisBreach
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import Colour
 from bgdeploy.plan.result import ModelPoint
@@ -100,7 +100,7 @@ def judge_models(
         return
     breaches = judge_model(mine, found.get(old) if old else None, limits, limits.min_requests)
     if breaches:
-        raise DeployFailed(
+        raise AnalysisBreach(
             f"the model metrics of {new} breached rollout.rollback_on after {elapsed:.0f}s: "
             + "; ".join(model_breach_text(b) for b in breaches)
         )

@@ -8,7 +8,7 @@ from typing import cast
 from urllib.parse import urlsplit, urlunsplit
 
 from bgdeploy.analysis.prometheus import QueryState, look_text, render_query
-from bgdeploy.errors import DeployFailed
+from bgdeploy.execute.analysis_breach import AnalysisBreach
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import Colour
 from bgdeploy.transports.prometheus import PrometheusClient
@@ -64,7 +64,7 @@ class PrometheusWatch:
             if look.breached:
                 breaches.append(look_text(look, query.for_))
         if breaches:
-            raise DeployFailed(f"{new} breached analysis.prometheus after {elapsed:.0f}s: " + "; ".join(breaches))
+            raise AnalysisBreach(f"{new} breached analysis.prometheus after {elapsed:.0f}s: " + "; ".join(breaches))
 
     def close(self) -> None:
         self.client.close()

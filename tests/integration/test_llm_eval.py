@@ -232,6 +232,8 @@ def test_a_canary_whose_green_queues_is_rolled_back_by_max_queue(dep: Deployment
     assert "the model metrics of green breached rollout.rollback_on" in out, out
     assert "waiting requests (peak)" in out and "rollback_on.max_queue" in out
     assert dep.serving_model() == "acme/chat-v1"
+    steps = result(tmp_path / "v2.json")["canary"]
+    assert [(s["step"], s["weight"], s["verdict"]) for s in steps] == [(1, 50, "breached")]
     series = result(tmp_path / "v2.json")["model_series"]
     assert max(p["queue_peak"] or 0 for p in series if p["colour"] == "green") > 2
     assert {p["colour"] for p in series} == {"blue", "green"}
@@ -293,7 +295,8 @@ def test_a_prometheus_query_breach_rolls_a_canary_back(dep: Deployment, tmp_path
                 )
         finally:
             os.environ.pop("H10_PROM_TOKEN", None)
-    assert "green breached analysis.prometheus" in out and "Prometheus query queue" in out, out
+    assert "canary step 1 (50% to green): green breached analysis.prometheus" in out, out
+    assert "Prometheus query queue" in out
     assert token not in out
     assert dep.serving_model() == "acme/chat-v1"
     assert f'vllm:num_requests_waiting{{colour="green",deployment="{dep.name}"}}' in prometheus.queries
