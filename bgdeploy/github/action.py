@@ -253,10 +253,13 @@ class Runner:
         if self.github() is None:
             source = "no GitHub token to read them"
         else:
+            warned = len(self.warnings)
             found = self.try_github(
                 "read the last deployment",
                 lambda gh: gh.last_successful_deployment(self.ctx.repo, environment),
             )
+            if len(self.warnings) > warned:  # GitHub answered with an error: say so, not "no deployment"
+                source = f"the deployments of {environment} could not be read (the token needs deployments: read)"
             if found is not None:
                 record = Record.from_payload(found.payload, spec.name)
                 source = f"GitHub deployment {found.id} of {environment}"

@@ -62,12 +62,6 @@ class Context:
         return self.get("BGDEPLOY_GITHUB_TOKEN") or self.get("GITHUB_TOKEN")
 
     @property
-    def comment_author(self) -> str:
-        """Whose comment may be updated: the identity of the token in use (BGDEPLOY_COMMENT_AUTHOR for a
-        personal or app token; the Actions token writes as github-actions[bot])."""
-        return self.get("BGDEPLOY_COMMENT_AUTHOR", ACTIONS_BOT).strip() or ACTIONS_BOT
-
-    @property
     def has_ssh_key(self) -> bool:
         return bool(self.get("BGDEPLOY_SSH_KEY").strip() or self.get("BGDEPLOY_SSH_KEY_FILE").strip())
 

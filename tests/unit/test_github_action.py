@@ -140,3 +140,62 @@ def test_ci_with_a_missing_spec_file_says_so_and_sets_outcome_invalid(tmp_path: 
     assert Runner(env, lines.append).run() == 2
     assert any(line.startswith("::error title=bgdeploy::") and "no such file" in line for line in lines)
     assert "outcome<<" in output.read_text() and "\ninvalid\n" in output.read_text()
+
+
+class _FakeGitHub:
+    """A GitHubApi whose deployments cannot be read (a token without deployments: read) and that records comments."""
+
+    def __init__(self) -> None:
+        self.comments: list[Comment] = []
+
+    def list_comments(self, repo: str, number: int) -> list[Comment]:
+        return list(self.comments)
+
+    def create_comment(self, repo: str, number: int, body: str) -> Comment:
+        comment = Comment(len(self.comments) + 1, body, "github-actions[bot]", "https://x")
+        self.comments.append(comment)
+        return comment
+
+    def update_comment(self, repo: str, comment_id: int, body: str) -> Comment:
+        raise AssertionError("no comment of ours exists yet")
+
+    def authenticated_login(self) -> str | None:
+        return None
+
+    def pulls_for_commit(self, repo: str, sha: str) -> list[object]:
+        return []
+
+    def last_successful_deployment(self, repo: str, environment: str, **_: object) -> None:
+        raise GitHubError("GitHub API GET /repos/o/r/deployments: HTTP 403: Resource not accessible", 403)
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_offline_plan_says_when_the_deployments_could_not_be_read(tmp_path: object) -> None:
+    import json
+    from pathlib import Path
+
+    from bgdeploy.github.action import Runner
+    from tests.unit.conftest import MINIMAL
+
+    assert isinstance(tmp_path, Path)
+    spec = tmp_path / "bluegreen.yaml"
+    spec.write_text(MINIMAL)
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": 7}}))
+    env = {
+        "BGDEPLOY_SPEC": str(spec),
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_REPOSITORY": "o/r",
+        "GITHUB_TOKEN": "ghs_" + "x" * 36,
+        "RUNNER_TEMP": str(tmp_path),
+    }
+    fake = _FakeGitHub()
+    lines: list[str] = []
+    assert Runner(env, lines.append, github=fake).run() == 0  # type: ignore[arg-type]
+    (comment,) = fake.comments
+    assert "could not be read" in comment.body and "No earlier successful deployment" in comment.body
+    assert "The host was not contacted" in comment.body
+    assert any(line.startswith("::warning title=bgdeploy::could not read the last deployment") for line in lines)
