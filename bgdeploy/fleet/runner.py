@@ -338,7 +338,8 @@ def deploy_fleet(fleet: Fleet, *, force: bool = False) -> None:
                     node.report.failure = f"fleet gate: {problem}"
                     node.report.outcome = "failed"
                     fleet.warn(f"{node.member.label} failed the fleet gate: {problem}")
-        failed = [n for n in fleet.nodes if n.report.outcome == "failed"]
+        # A host that failed the gate and was rolled back still counts: its failure stays on its report.
+        failed = [n for n in fleet.nodes if n.report.outcome == "failed" or n.report.failure]
         gate_failed = [n for n in batch if n.report.outcome == "failed" and n in switched]
         if too_many_failures(len(failed), settings.max_failed_hosts):
             fleet.result.failure = (
@@ -357,7 +358,7 @@ def deploy_fleet(fleet: Fleet, *, force: bool = False) -> None:
             fleet.result.failure = "a canary paused; `bgdeploy promote` on the paused host(s), then deploy again"
             return
     outcomes = {n.report.outcome for n in fleet.nodes}
-    if "failed" in outcomes:
+    if any(n.report.outcome == "failed" or n.report.failure for n in fleet.nodes):
         fleet.result.outcome = "partial"
         fleet.result.failure = (
             "some hosts failed (within rollout.fleet.max_failed_hosts); they still serve the old release"
