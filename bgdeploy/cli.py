@@ -315,6 +315,60 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from bgdeploy.errors import DeployFailed, UsageError
+    from bgdeploy.lifecycle.listing import open_address
+    from bgdeploy.onboarding.probe import read_facts
+    from bgdeploy.onboarding.starter import DEFAULT_MODEL, looks_gated, render
+    from bgdeploy.spec import load_spec
+    from bgdeploy.spec.address import parse_address
+    from bgdeploy.transports.hostkey import offered_host_key
+
+    address = parse_address(args.address)
+    output = Path(args.output)
+    if output.exists():
+        raise UsageError(f"{output} exists; bgdeploy init never overwrites a spec: move it away or give -o OTHER")
+    if not args.yes and not args.host_key and not sys.stdin.isatty():
+        raise UsageError(
+            "init asks you to confirm the host key, and there is no terminal to ask on: give the key you expect "
+            "(--host-key 'ssh-ed25519 AAAA...'), or --yes to pin whatever the server offers"
+        )
+    key_line, fingerprint = offered_host_key(address.host, address.port)
+    print(f"{address.host}:{address.port} offers the host key {key_line.split()[0]} {fingerprint}", file=sys.stderr)
+    if args.host_key and args.host_key.split()[:2] != key_line.split()[:2]:
+        raise DeployFailed(
+            f"the server offered {key_line.split()[0]} {fingerprint}, not the --host-key given: someone may be "
+            "intercepting the connection, or the key given is not this host's; nothing was written"
+        )
+    if not args.yes and not args.host_key:
+        print(
+            "Check it on the host itself (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`) or with its admin.\n"
+            "Is this the host's key? [y/N] ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            raise DeployFailed("the host key was not confirmed; nothing was written")
+    user = address.user or "root"
+    host = open_address(address, host_key=key_line, known_hosts=None)
+    try:
+        facts = read_facts(host, address=(address.host, address.port, user), host_key=key_line, fingerprint=fingerprint)
+    finally:
+        host.close()
+    model = args.model or DEFAULT_MODEL
+    text = render(facts, name=args.name, model=model, gated=args.gated or looks_gated(model), listen=args.listen)
+    with output.open("x") as handle:  # exclusive: never over a file that appeared meanwhile
+        handle.write(text)
+    loaded = load_spec(str(output))
+    for gpu_line in facts.gpus:
+        print(f"gpu: GPU {gpu_line.index} {gpu_line.name}, {gpu_line.total_mib} MiB", file=sys.stderr)
+    print(f"wrote {output}: {loaded.spec.name} on {user}@{address.host}:{address.port}, key pinned")
+    _print_lint(loaded, str(output))
+    print(f"next: bgdeploy plan -f {output}   (read-only), then bgdeploy deploy -f {output}")
+    return EXIT_OK
+
+
 def cmd_ci(args: argparse.Namespace) -> int:
     from bgdeploy.github.action import main as ci_main
 
@@ -386,6 +440,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("validate", "check bluegreen.yaml against the schema and the rules; changes nothing", cmd_validate)
     command("schema", "print the JSON schema of bluegreen.yaml", cmd_schema, spec=False)
+    init = command(
+        "init",
+        "connect to a GPU host, show its key to confirm, detect its GPUs and write a starter bluegreen.yaml",
+        cmd_init,
+        spec=False,
+    )
+    init.add_argument(
+        "address", metavar="[USER@]HOST[:PORT]", help="the GPU host (SSH key from BGDEPLOY_SSH_KEY[_FILE])"
+    )
+    init.add_argument("-o", "--output", default=DEFAULT_SPEC, metavar="PATH", help="where to write (never overwritten)")
+    init.add_argument("--name", default="chat", type=_deployment_name, help="the deployment's name (default: chat)")
+    init.add_argument("--model", metavar="MODEL", help="the Hugging Face model id (default: a small ungated one)")
+    init.add_argument("--gated", action="store_true", help="the model needs a Hugging Face token (adds HF_TOKEN)")
+    init.add_argument("--listen", type=int, default=8080, metavar="PORT", help="the router's port (default 8080)")
+    init.add_argument("--host-key", metavar="KEY", help="the key you expect ('ssh-ed25519 AAAA...'): no question")
+    init.add_argument("--yes", "-y", action="store_true", help="pin the offered key without asking (scripts)")
 
     def outputs(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(

@@ -121,6 +121,12 @@ class DockerEngine:
                 ) from exc
             raise
 
+    def info(self) -> dict[str, Any]:
+        """`docker info`: the engine's version, runtimes (nvidia, once the NVIDIA Container Toolkit is set up)."""
+        with _docker_errors("reading docker info"):
+            found: dict[str, Any] = self.client.info()
+        return found
+
     def managed_containers(self) -> list[ContainerInfo]:
         """Every container bgdeploy labelled, on this host, running or not."""
         # One listing call, no inspect per container: a container removed meanwhile is simply not listed.
