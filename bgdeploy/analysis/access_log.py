@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -49,8 +50,9 @@ def traffic_of(
 ) -> ColourTraffic:
     """One colour's figures over the samples."""
     mine = [s for s in samples if s.colour == colour]
-    errors = sum(1 for s in mine if is_live_error(s.status, counted))
-    return ColourTraffic(len(mine), errors, percentile([s.latency_s for s in mine], 95))
+    failed = Counter(s.status for s in mine if is_live_error(s.status, counted))
+    by_status = tuple(sorted(failed.items(), key=lambda item: (-item[1], item[0])))
+    return ColourTraffic(len(mine), sum(failed.values()), percentile([s.latency_s for s in mine], 95), by_status)
 
 
 def window_of(samples: Sequence[LiveSample], counted: Collection[int] = DEFAULT_ERROR_STATUSES) -> Window:

@@ -24,13 +24,16 @@ class Cursor:
 class ColourTraffic:
     """What one colour served over a window: counts and latencies as numbers, never as prose.
 
-    `errors` counts the server's failures (5xx, or no response at all); 4xx are the client's doing.
-    `p95_latency_s` is None when the colour served nothing (or the source cannot tell).
+    `errors` counts the requests that failed as a client sees it: 5xx, no response at all, and the client
+    errors rollout.rollback_on.error_statuses names (401, 403, 404, 429 by default); `error_statuses` says
+    which, most frequent first, when the source can tell. `p95_latency_s` is None when the colour served
+    nothing (or the source cannot tell).
     """
 
     requests: int
     errors: int
     p95_latency_s: float | None
+    error_statuses: tuple[tuple[int, int], ...] = ()  # (HTTP status, count); 0 = no response
 
     @property
     def error_rate(self) -> float:

@@ -51,6 +51,7 @@ class LiveVerdict:
     error_rate: float
     p95_latency_s: float | None
     breaches: tuple[Breach, ...] = ()
+    error_statuses: tuple[tuple[int, int], ...] = ()  # (HTTP status, count) of the failed requests
 
     @property
     def breached(self) -> bool:
@@ -77,7 +78,7 @@ def judge(
     error_rate = traffic.error_rate
 
     def verdict(outcome: LiveOutcome, breaches: Sequence[Breach] = ()) -> LiveVerdict:
-        return LiveVerdict(outcome, requests, errors, error_rate, p95, tuple(breaches))
+        return LiveVerdict(outcome, requests, errors, error_rate, p95, tuple(breaches), traffic.error_statuses)
 
     if requests < min_requests:
         # Too few requests for rates to mean anything, except that with zero tolerance a single error is a breach.

@@ -89,6 +89,7 @@ def _recent_traffic(session: Session) -> dict[str, Any]:
                 "errors": verdict.errors,
                 "error_rate": verdict.error_rate,
                 "p95_latency_s": verdict.p95_latency_s,
+                "error_statuses": {str(status): count for status, count in verdict.error_statuses},
                 "outcome": verdict.outcome,
             }
     return out

@@ -29,10 +29,25 @@ def breaches_text(verdict: LiveVerdict) -> str:
 
 
 def figures(colour: str, verdict: LiveVerdict) -> str:
-    """`green 120 req, 1 err (0.83%), p95 850ms`."""
-    return traffic_line(colour, verdict.requests, verdict.errors, verdict.error_rate, verdict.p95_latency_s)
+    """`green 120 req, 1 err (0.83%), p95 850ms`; with the failed statuses: `12 err (10%: 404×10, 502×2)`."""
+    return traffic_line(
+        colour, verdict.requests, verdict.errors, verdict.error_rate, verdict.p95_latency_s, verdict.error_statuses
+    )
 
 
-def traffic_line(colour: str, requests: int, errors: int, error_rate: float, p95_latency_s: float | None) -> str:
+def error_statuses_text(statuses: tuple[tuple[int, int], ...]) -> str:
+    """`404×10, 502×2, no answer×1`: which failures a client saw."""
+    return ", ".join(f"{'no answer' if status == 0 else status}×{count}" for status, count in statuses)
+
+
+def traffic_line(
+    colour: str,
+    requests: int,
+    errors: int,
+    error_rate: float,
+    p95_latency_s: float | None,
+    error_statuses: tuple[tuple[int, int], ...] = (),
+) -> str:
     p95 = format_seconds(p95_latency_s) if p95_latency_s is not None else "-"
-    return f"{colour} {requests} req, {errors} err ({format_rate(error_rate)}), p95 {p95}"
+    which = f": {error_statuses_text(error_statuses)}" if error_statuses else ""
+    return f"{colour} {requests} req, {errors} err ({format_rate(error_rate)}{which}), p95 {p95}"

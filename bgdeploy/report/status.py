@@ -30,7 +30,10 @@ def render_status(data: dict[str, Any]) -> str:
             f"{canary['weight']}%, {state}"
         )
     for colour, entry in data.get("traffic", {}).items():
-        figures = traffic_line(colour, entry["requests"], entry["errors"], entry["error_rate"], entry["p95_latency_s"])
+        statuses = tuple((int(s), int(n)) for s, n in entry.get("error_statuses", {}).items())
+        figures = traffic_line(
+            colour, entry["requests"], entry["errors"], entry["error_rate"], entry["p95_latency_s"], statuses
+        )
         lines.append(f"  recent traffic: {figures}")
     for colour, entry in data["colours"].items():
         if entry["container"] == "absent":

@@ -29,7 +29,7 @@ def test_a_cursor_sees_only_what_came_after_it() -> None:
     host.append(LOG, line("green") * 3 + line("blue", 502))
     window = source.since(cursor)
     assert window.of("green") == ColourTraffic(3, 0, 0.1)
-    assert window.of("blue") == ColourTraffic(1, 1, 0.1)
+    assert window.of("blue") == ColourTraffic(1, 1, 0.1, ((502, 1),))
 
 
 def test_each_look_reads_only_the_new_bytes_and_keeps_a_half_written_line() -> None:
