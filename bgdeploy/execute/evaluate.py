@@ -12,7 +12,6 @@ from bgdeploy.execute.session import Session
 from bgdeploy.plan.evaluation import DatasetResult, LoadFigures, dataset_result, load_figures, relative_gates
 from bgdeploy.plan.verdict import Answer, Check, Verdict, judge
 from bgdeploy.spec.models import Prompt
-from bgdeploy.transports.http import ServerClient
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ def ask(session: Session, local_port: int, prompts: Sequence[Prompt], concurrenc
     timeout = spec.validation.timeout
     stream = spec.validation.stream
     with (
-        ServerClient(f"http://127.0.0.1:{local_port}", api_key=api_key, timeout=timeout) as client,
+        session.client(local_port, api_key=api_key, timeout=timeout) as client,
         ThreadPoolExecutor(max_workers=concurrency or spec.validation.concurrency) as pool,
     ):
         return list(pool.map(lambda p: client.ask(p, served, timeout, stream=stream), prompts))

@@ -43,7 +43,7 @@ class ModelWatch:
             if info is None or info.host_port is None:
                 continue
             local = session.host.reach(info.host_port)
-            watch.colours[name] = _Colour(ServerClient(f"http://127.0.0.1:{local}", timeout=_SCRAPE_TIMEOUT_S))
+            watch.colours[name] = _Colour(session.client(local, timeout=_SCRAPE_TIMEOUT_S))
         watch.look()
         return watch
 

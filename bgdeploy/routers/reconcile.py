@@ -22,7 +22,6 @@ from bgdeploy.plan.routing import (
 )
 from bgdeploy.plan.state import HostState
 from bgdeploy.transports.docker_engine import ContainerInfo
-from bgdeploy.transports.http import ServerClient
 
 PROBES = 4  # a split config answers with either colour; all answers must name the same config
 
@@ -31,7 +30,7 @@ def _probe_router(session: Session) -> ProbeTally:
     tally = ProbeTally()
     try:
         port = session.router.probe_port()
-        with ServerClient(f"http://127.0.0.1:{port}", timeout=5) as client:
+        with session.client(port, timeout=5) as client:
             for _ in range(PROBES):
                 probe = client.probe(session.loaded.spec.health.path, timeout=5)
                 if probe.state == "loading":  # refused or reset: nothing listens
@@ -53,7 +52,7 @@ def _colour_facts(session: Session, infos: Mapping[Colour, ContainerInfo | None]
         healthy = False
         if info.host_port is not None:
             try:
-                with ServerClient(f"http://127.0.0.1:{session.host.reach(info.host_port)}", timeout=5) as client:
+                with session.client(session.host.reach(info.host_port), timeout=5) as client:
                     healthy = client.probe(spec.health.path, timeout=spec.health.timeout).state == "ready"
             except TransportError:
                 healthy = False
