@@ -231,3 +231,22 @@ def test_the_offline_plan_shows_the_policy_verdict_of_the_copy_the_workflow_pass
     assert allowed.code == 0, allowed.log
     body = str(stub.comments(OWNER, NAME, PR)[0]["body"])
     assert "Policy: ✅ allowed" in body, [line for line in body.splitlines() if "Policy" in line]
+
+
+def test_hostile_model_answers_start_no_workflow_command_and_write_no_markup(dep: Deployment, stub: GitHubStub) -> None:
+    from tests.unit.hostile import CORPUS
+
+    prompts = [
+        {"name": f"p{i}", "chat": value, "max_tokens": 300, "expect": {"contains": "stand-in"}}
+        for i, value in enumerate(CORPUS)
+    ]
+    spec_with_secret(dep, "acme/chat-v1", validation={"prompts": prompts}, rollout={"smoke": []})
+    run = ci(dep, stub, "pull_request", pr_event(), BGDEPLOY_MODE="preview")
+    assert run.code == 0, run.log
+    assert forged_commands(run.log) == [], [line for line in forged_commands(run.log)][:5]
+    body = str(stub.comments(OWNER, NAME, PR)[0]["body"])
+    outside_blocks = re.sub(r"```text\n.*?\n```", "", body, flags=re.DOTALL)
+    for raw in ("<img", "<script", "<details", "](https://evil", "<!-- bgdeploy:evil"):
+        assert raw not in outside_blocks, raw
+    assert body.count("<!-- bgdeploy:") == 1
+    assert not re.search(r"(?<![\w\u200d`])@(octocat|org/team)", body)
