@@ -18,7 +18,7 @@ from bgdeploy.plan.evaluation_report import (
 )
 from bgdeploy.plan.result import Outcome, Result
 from bgdeploy.plan.verdict import PromptResult, Verdict, format_rate, format_seconds
-from bgdeploy.report.live import breach_text
+from bgdeploy.report.live import breach_text, error_statuses_text
 from bgdeploy.untrusted.markdown import code_line, code_span, escape_block, escape_inline
 
 # The markdown choke point: every untrusted value in a report goes through these two.
@@ -76,7 +76,12 @@ def _live(verdict: LiveVerdict | None) -> list[str]:
     if verdict is None:
         return ["-", "-", "-"]
     p95 = format_seconds(verdict.p95_latency_s) if verdict.p95_latency_s is not None else "-"
-    return [str(verdict.requests), format_rate(verdict.error_rate), p95]
+    return [str(verdict.requests), format_rate(verdict.error_rate) + _which(verdict), p95]
+
+
+def _which(verdict: LiveVerdict) -> str:
+    """` (401×30)`: which failures clients saw, 4xx drifts included (empty when none failed)."""
+    return f" ({error_statuses_text(verdict.error_statuses)})" if verdict.error_statuses else ""
 
 
 def _canary_rows(result: Result) -> list[str]:
@@ -230,7 +235,7 @@ def render(result: Result) -> str:
         lines += [
             "#### Live traffic (bake)",
             "",
-            f"{b.requests} requests, {b.errors} errors ({format_rate(b.error_rate)}), p95 {p95}: {state}",
+            f"{b.requests} requests, {b.errors} errors ({format_rate(b.error_rate)}){_which(b)}, p95 {p95}: {state}",
             *[f"- {escape_inline(breach_text(x), 300)}" for x in b.breaches],
             "",
         ]

@@ -4,6 +4,7 @@ the deploy stops, drain without metrics, bounded logs, a damaged state.json, set
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -17,7 +18,7 @@ import yaml
 from bgdeploy.cli import main
 from tests.github_stub.server import GitHubStub
 from tests.integration.conftest import REPO_ROOT, Testbed, unavailable
-from tests.integration.deployments import Deployment, failed, ok
+from tests.integration.deployments import Deployment, Traffic, failed, ok
 from tests.integration.test_ci import NAME, OWNER, PR, ci, push_event, spec_with_secret, stub
 from tests.integration.test_host_router import INCLUDE_DIR, SshHostRouter, host_nginx
 
@@ -268,3 +269,23 @@ def test_a_crash_in_the_action_still_reports_everywhere_and_exits_3(dep: Deploym
     assert stub.statuses(int(str(latest["id"])))[-1]["state"] == "failure"
     assert "planted bug" in str(stub.comments(OWNER, NAME, PR)[0]["body"])
     assert dep.serving_model() == "acme/chat-v1" and dep.container_status("green") == "absent"
+
+
+def test_a_release_that_answers_401_to_every_client_is_rolled_back(
+    dep: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dep.write("acme/chat-v1")
+    ok(dep.run("deploy"))
+    # v2 suddenly wants an API key: validation sends it (and passes), the clients do not (401 for all of them).
+    monkeypatch.setenv("VLLM_API_KEY", "k-" + "x" * 20)
+    dep.write(
+        "acme/chat-v2",
+        runtime={"secret_env": ["VLLM_API_KEY"], "api_key_env": "VLLM_API_KEY"},
+        rollout={"smoke": [], "bake": "6s", "analysis_interval": "1s", "rollback_on": {"min_requests": 5}},
+    )
+    report = dep.workdir / "report.md"
+    with Traffic(dep.url):
+        out = failed(dep.run("deploy", "--report", str(report)))
+    assert "live traffic breached rollout.rollback_on: error rate 100%" in out, out
+    assert re.search(r"errors \(100%\) \(401×\d+\)", report.read_text()), report.read_text()
+    assert dep.serving_model() == "acme/chat-v1"
