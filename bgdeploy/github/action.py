@@ -51,6 +51,9 @@ def outputs(result: Result | None, outcome: str, report_path: str, deployment_id
     target = result.target if result else None
     return {
         "outcome": outcome,
+        "active-colour": (result.active_colour or "") if result else "",
+        "previous-colour": (result.previous_colour or "") if result else "",
+        # The first spelling, kept so that workflows written against it go on working.
         "active-color": (result.active_colour or "") if result else "",
         "previous-color": (result.previous_colour or "") if result else "",
         "model": target.model if target else "",
@@ -74,6 +77,7 @@ class Runner:
         self.ctx = Context.from_env(env)
         self.log = wc.Log(print_)
         self.warnings: list[str] = []
+        self.url = ""  # the spec's report.url: the `url` output and the Deployments' environment_url
         self.report_path = str(Path(self.ctx.get("RUNNER_TEMP", "/tmp")) / "bgdeploy-report.md")
         self._github = github
         self._author: str | None = None
@@ -102,7 +106,7 @@ class Runner:
 
     def set_outputs(self, values: Mapping[str, str]) -> None:
         lines = []
-        for name, value in values.items():
+        for name, value in {**values, "url": self.url}.items():
             delimiter = f"bgdeploy_{secrets.token_hex(8)}"
             lines.append(f"{name}<<{delimiter}\n{value.replace(delimiter, '')}\n{delimiter}\n")
         self.append("GITHUB_OUTPUT", "".join(lines))
@@ -200,6 +204,7 @@ class Runner:
         finally:
             self.log.endgroup()
         spec = loaded.spec
+        self.url = spec.report.url or ""
         for secret_name in spec.runtime.secret_env:
             if ctx.get(secret_name):
                 self.mask(ctx.get(secret_name))
@@ -427,6 +432,7 @@ class Runner:
                 log_url=self.ctx.run_url,
                 description=secret_registry.mask(description),
                 environment=environment,
+                environment_url=self.url or None,
             ),
         )
 

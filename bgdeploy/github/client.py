@@ -32,6 +32,7 @@ class GitHubApi(Protocol):
         log_url: str | None = None,
         description: str = "",
         environment: str | None = None,
+        environment_url: str | None = None,
     ) -> None: ...
 
     def last_successful_deployment(

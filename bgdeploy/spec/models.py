@@ -675,6 +675,14 @@ class Report(_Section):
     environment: str = Field(
         default="production", pattern=ENVIRONMENT_PATTERN, description="GitHub Deployments environment."
     )
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description=(
+            "The address clients use (e.g. your load balancer in front of the router): the action's `url` output "
+            "and the GitHub Deployment's environment_url (its View deployment link)."
+        ),
+    )
 
 
 class Spec(_Section):

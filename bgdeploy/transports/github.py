@@ -167,12 +167,15 @@ class GitHub:
         log_url: str | None = None,
         description: str = "",
         environment: str | None = None,
+        environment_url: str | None = None,
     ) -> None:
         body: dict[str, Any] = {"state": state, "description": description[:140], "auto_inactive": False}
         if log_url:
             body["log_url"] = log_url
         if environment:
             body["environment"] = environment
+        if environment_url:
+            body["environment_url"] = environment_url  # the "View deployment" link on GitHub
         self.request("POST", f"/repos/{repo}/deployments/{deployment_id}/statuses", json=body)
 
     def deployments(self, repo: str, environment: str, *, limit: int = 30) -> list[Deployment]:

@@ -36,3 +36,18 @@ def test_mode_remove_takes_the_deployment_down_and_sets_its_deployment_inactive(
     again = ci(dep, stub, "push", payload, BGDEPLOY_MODE="remove")
     assert again.code == 0 and again.outputs["outcome"] == "unchanged", again.log
     assert stub.errors == []
+
+
+def test_outputs_spell_colour_one_way_keep_the_old_names_and_give_the_url(dep: Deployment, stub: GitHubStub) -> None:
+    payload = push_event()
+    stub.set_commit_pulls(payload["after"], [PR])
+    url = f"https://chat.example.com/{dep.name}"
+    dep.write("acme/chat-v1", runtime={"secret_env": ["HF_TOKEN"]}, report={"url": url})
+    run = ci(dep, stub, "push", payload)
+    assert run.code == 0, run.log
+    assert run.outputs["active-colour"] == run.outputs["active-color"] == "blue", run.outputs
+    assert run.outputs["url"] == url
+    (deployment,) = stub.deployments()
+    statuses = stub.statuses(int(str(deployment["id"])))
+    assert [s.get("environment_url") for s in statuses] == [url, url], statuses
+    assert stub.errors == []
