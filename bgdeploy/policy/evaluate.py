@@ -7,6 +7,7 @@ the resolved paths are only an input, so the rules are unit tested with hostile 
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from bgdeploy.policy.globs import any_match
 from bgdeploy.policy.models import Policy, VolumeRule
 from bgdeploy.spec.images import is_image_ref, parse_image
 from bgdeploy.spec.models import Spec, size_bytes
+from bgdeploy.spec.server_flags import flag_of, names_flag
 from bgdeploy.spec.yaml_source import Located, Path, dotted
 
 NO_POLICY_WARNING = (
@@ -110,6 +112,24 @@ def evaluate(
             )
 
     if policy.gpus is not None:
+        # The NVIDIA runtime also takes its GPUs and driver capabilities from the container's environment
+        # (NVIDIA_VISIBLE_DEVICES=all); with gpus: [] no device request overrides it.
+        for name in spec.runtime.env:
+            if _selects_gpus(name):
+                add(
+                    ("runtime", "env", name),
+                    f"setting {name} is denied on this host: the NVIDIA runtime would give the container GPUs "
+                    f"outside the spec's gpus (this host allows {', '.join(map(str, policy.gpus)) or 'none'}); "
+                    "remove it and list the GPUs under gpus",
+                    key=True,
+                )
+        for index, name in enumerate(spec.runtime.secret_env):
+            if _selects_gpus(name):
+                add(
+                    ("runtime", "secret_env", index),
+                    f"setting {name} is denied on this host: the NVIDIA runtime would give the container GPUs "
+                    "outside the spec's gpus; remove it and list the GPUs under gpus",
+                )
         for colour in ("blue", "green"):
             indices = spec.gpus.blue if colour == "blue" else spec.gpus.green
             outside = [i for i in indices if i not in policy.gpus]
@@ -134,7 +154,7 @@ def evaluate(
         )
     for key, items in (("args", spec.runtime.args), ("command", spec.runtime.command or [])):
         for index, arg in enumerate(items):
-            if any_match(policy.args_deny, arg, arg.split("=", 1)[0]):
+            if _denied_arg(policy.args_deny, arg):
                 add(
                     ("runtime", key, index),
                     f"the server argument {arg[:80]!r} is denied on this host (args_deny: "
@@ -178,6 +198,25 @@ def evaluate(
                 f"{allowed}); remove router.config_path to use /etc/nginx/conf.d/bgdeploy-{spec.name}.conf, or {fix}",
             )
     return sorted(found, key=lambda p: (p.line, p.column, p.path))
+
+
+def _selects_gpus(name: str) -> bool:
+    """NVIDIA_VISIBLE_DEVICES, NVIDIA_DRIVER_CAPABILITIES, NVIDIA_MIG_*...: the Container Toolkit's selectors
+    (NVIDIA_REQUIRE_* and NVIDIA_DISABLE_REQUIRE only check the driver's version)."""
+    return name.startswith("NVIDIA_") and not name.startswith(("NVIDIA_REQUIRE_", "NVIDIA_DISABLE_REQUIRE"))
+
+
+def _denied_arg(patterns: list[str], arg: str) -> bool:
+    """Whether an argument is denied: as written, by its flag, or by any spelling vLLM reads as a denied flag
+    (`--trust_remote_code`, the abbreviation `--trust-remote`)."""
+    flag = arg.split("=", 1)[0]
+    if any_match(patterns, arg, flag, flag_of(arg) or flag):
+        return True
+    for pattern in patterns:
+        literal = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+        if literal.startswith("--") and names_flag(arg, literal):
+            return True
+    return False
 
 
 def _shown(patterns: list[str]) -> str:

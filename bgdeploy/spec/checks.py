@@ -19,6 +19,7 @@ from bgdeploy.spec.fleet_rules import fleet_findings, rollout_fleet_findings
 from bgdeploy.spec.host_key import parse_public_key
 from bgdeploy.spec.models import COMMAND_PLACEHOLDERS, GENERATED_FLAGS, Prompt, Spec
 from bgdeploy.spec.router_rules import health_path_findings, read_timeout_findings
+from bgdeploy.spec.server_flags import names_flag
 
 Finding = tuple[tuple[str | int, ...], str]
 
@@ -78,12 +79,17 @@ def _gpus(spec: Spec) -> Iterator[Finding]:
 def _runtime(spec: Spec) -> Iterator[Finding]:
     r = spec.runtime
     for i, arg in enumerate(r.args):
-        flag = arg.split("=", 1)[0]
-        if flag in GENERATED_FLAGS:
-            yield (
-                ("runtime", "args", i),
-                (f"{flag} is generated from {GENERATED_FLAGS[flag]}; set that key instead of passing the flag"),
-            )
+        # Any spelling vLLM reads as a generated flag (--gpu_memory_utilization, --gpu-memory-util): the last
+        # one wins, so it would override the key (and a host policy's limit on it).
+        for flag, key in GENERATED_FLAGS.items():
+            if names_flag(arg, flag):
+                written = arg.split("=", 1)[0]
+                what = flag if written == flag else f"{written} (vLLM reads it as {flag})"
+                yield (
+                    ("runtime", "args", i),
+                    f"{what} is generated from {key}; set that key instead of passing the flag",
+                )
+                break
     for i, part in enumerate(r.command or []):
         try:
             fields = [name for _, name, _, _ in string.Formatter().parse(part) if name is not None]

@@ -1,0 +1,53 @@
+"""Red-team cases for the host policy and the spec's own guards: spellings of a server flag that vLLM accepts
+(underscores, argparse abbreviations) and GPU selection through the NVIDIA runtime's environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.conftest import MINIMAL, load, problems
+from tests.unit.test_policy import POLICY, violations
+
+SPEC = MINIMAL + "router: {image: 'nginx:1.27'}\n"
+
+
+def with_args(*args: str) -> str:
+    return SPEC.replace("  image: vllm", f"  args: [{', '.join(args)}]\n  image: vllm")
+
+
+@pytest.mark.parametrize(
+    "arg",
+    ["--trust_remote_code", "--trust_remote_code=true", "--trust-remote", "--trust-remote-co=1", "--trust_remote"],
+)
+def test_every_spelling_vllm_accepts_of_a_denied_flag_is_denied(arg: str) -> None:
+    # vLLM's parser turns '_' into '-' in flag names, and argparse takes a unique prefix of a long flag.
+    found = violations(with_args("--enforce-eager", arg))
+    assert len(found) == 1 and "runtime.args[1]: the server argument" in found[0], found
+
+
+def test_flags_that_only_share_a_start_with_a_denied_one_are_allowed() -> None:
+    assert violations(with_args("--enforce-eager", "--tensor-parallel-size=2", "--max-num-seqs", '"8"')) == []
+
+
+@pytest.mark.parametrize(
+    "arg", ["--gpu_memory_utilization=1.0", "--gpu-memory-util=1.0", "--served_model_name=x", "--max_model_len=9"]
+)
+def test_a_generated_flag_cannot_come_back_in_another_spelling(arg: str) -> None:
+    # Otherwise runtime.args overrides gpu_memory_utilization after the policy checked it (the last flag wins).
+    found = "\n".join(problems(with_args(arg)))
+    assert "runtime.args[0]:" in found and "is generated from" in found, found
+
+
+@pytest.mark.parametrize("name", ["NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "NVIDIA_MIG_CONFIG_DEVICES"])
+def test_gpu_selection_through_the_environment_is_refused_when_the_policy_limits_gpus(name: str) -> None:
+    text = SPEC.replace("  image: vllm", f"  env: {{{name}: all}}\n  image: vllm")
+    found = violations(text)
+    assert len(found) == 1 and f"runtime.env.{name}:" in found[0], found
+    load(text)  # the spec itself is valid; only a host that limits GPUs refuses it
+    assert violations(text, POLICY.replace("gpus: [0, 1, 2, 3]\n", "")) == []
+
+
+def test_harmless_nvidia_variables_stay_allowed() -> None:
+    env = "{NVIDIA_DISABLE_REQUIRE: '1', CUDA_VISIBLE_DEVICES: '0'}"
+    text = SPEC.replace("  image: vllm", f"  env: {env}\n  image: vllm")
+    assert violations(text) == []
