@@ -315,6 +315,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_capture(args: argparse.Namespace) -> int:
+    from bgdeploy.capture.command import run
+
+    return run(args)
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from bgdeploy.errors import DeployFailed, UsageError
     from bgdeploy.lifecycle.listing import open_address
@@ -553,6 +559,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", nargs="?", const="-", metavar="FILE", help="print JSON (to FILE when given) instead of lines"
     )
     history.add_argument("--host", dest="fleet_host", metavar="LABEL", help="a fleet (target.hosts): this host only")
+    capture = command(
+        "capture",
+        "live requests captured on the host for replay (validation.replay.capture): sizes, or delete them",
+        cmd_capture,
+    )
+    capture.add_argument("action", choices=("status", "purge"), help="status: what is stored; purge: delete it")
+    capture.add_argument(
+        "--json", nargs="?", const="-", metavar="FILE", help="status as JSON (to FILE when given); never any content"
+    )
     ci = commands.add_parser(
         "ci",
         help="the GitHub Action's work (settings from BGDEPLOY_* and GITHUB_* environment variables)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from bgdeploy.capture import keeper as capture_keeper
 from bgdeploy.errors import BgdeployError, DeployFailed
 from bgdeploy.execute import failpoints
 from bgdeploy.execute.session import Session
@@ -57,6 +58,8 @@ def apply_weights(
     path = router.config_path
     text = router.render({c: w for c, w in weights.items() if w > 0}, colour_infos(session))
     host.makedirs(session.layout.router_logs)
+    # The capture file and its keeper exist before nginx opens the file (or are gone when capture is off).
+    capture_keeper.ensure(session)
     old = host.read_file(path)
     if old is not None and old.decode(errors="replace") == text:
         session.out.say("router: configuration already up to date")

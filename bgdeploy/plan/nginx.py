@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from bgdeploy.plan.capture import sample_percent
 from bgdeploy.plan.cohort import nginx_variable
 from bgdeploy.plan.names import COLOURS
 from bgdeploy.spec.router_rules import HEALTH_PATH_RE, MAX_READ_TIMEOUT_S
@@ -22,6 +23,7 @@ _NAME_RE = re.compile(r"^[a-z0-9-]+$")
 _ADDRESS_RE = re.compile(r"^(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$")
 _HOSTNAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _LOG_PATH_RE = re.compile(r"^/[A-Za-z0-9._/+@=,:-]*$")
+_CAPTURE_PATH_RE = re.compile(r"^/v1/[A-Za-z0-9/_.-]{1,120}$")
 _HEADER_RE = re.compile(
     r"^# managed by bgdeploy for deployment (?P<deployment>[a-z0-9-]+): do not edit; "
     r"live=(?P<live>[a-z]+) weights=(?P<weights>[a-z]+:[0-9]+(?:,[a-z]+:[0-9]+)*)"
@@ -62,6 +64,12 @@ class RouterConfig:
     # "cookie:NAME", "ip") instead of the request id; requests without it follow `cohort_fallback`.
     cohort_by: str | None = None
     cohort_fallback: str = "request"
+    # Capture (validation.replay.capture): a sample of JSON bodies on these paths goes to `capture_log` (on the
+    # host; a keeper bounds it). Bodies larger than `capture_max_body` bytes are never held, so never logged.
+    capture_log: str | None = None
+    capture_paths: tuple[str, ...] = ()
+    capture_sample: float = 0.0
+    capture_max_body: int = 65536
 
 
 def _ident(name: str) -> str:
@@ -102,6 +110,13 @@ def _validate(cfg: RouterConfig) -> tuple[Backend, ...]:
         nginx_variable(cfg.cohort_by)  # ValueError names the key
         if cfg.cohort_fallback not in ("request", "live"):
             raise ValueError(f"cohort fallback {cfg.cohort_fallback!r} must be request or live")
+    if cfg.capture_log is not None:
+        if not _LOG_PATH_RE.match(cfg.capture_log):
+            raise ValueError(f"capture file {cfg.capture_log!r} must be an absolute path of plain characters")
+        if not cfg.capture_paths or not all(_CAPTURE_PATH_RE.match(p) for p in cfg.capture_paths):
+            raise ValueError(f"capture paths {list(cfg.capture_paths)!r} must be /v1/ paths of plain characters")
+        if not 0.0001 <= cfg.capture_sample <= 1 or not 1024 <= cfg.capture_max_body <= 64 * 1024 * 1024:
+            raise ValueError("capture sample must be 0.0001-1 and the largest body 1k-64m")
     if not HEALTH_PATH_RE.match(cfg.health_path):
         raise ValueError(f"health path {cfg.health_path!r} must start with '/' and hold only plain URL characters")
     seen: set[str] = set()
@@ -193,6 +208,50 @@ def _cohort_split(cfg: RouterConfig, active: tuple[Backend, ...], ident: str, co
     return lines
 
 
+def _capture_http(cfg: RouterConfig, ident: str) -> list[str]:
+    """Which requests are captured: a sample (on the request id) of POSTs with a JSON body; only the body and
+    its path are written (escape=json), nothing else of the request."""
+    lines = [
+        f"log_format {ident}_capture escape=json",
+        '    \'{"ts":"$msec","path":"$uri","body":"$request_body"}\';',
+        "",
+    ]
+    if cfg.capture_sample >= 1:
+        lines += _block(f"map $request_id ${ident}_capture_pick", ["default 1;"])
+    else:
+        lines += _block(
+            f'split_clients "${{request_id}}" ${ident}_capture_pick',
+            [f"{sample_percent(cfg.capture_sample)} 1;", "* 0;"],
+        )
+    lines.append("")
+    lines += _block(f"map $content_type ${ident}_capture_json", ["~*^application/json 1;", "default 0;"])
+    lines.append("")
+    lines += _block(
+        f'map "${ident}_capture_pick${ident}_capture_json$request_method" ${ident}_capture',
+        ['"11POST" 1;', "default 0;"],
+    )
+    lines.append("")
+    return lines
+
+
+def _capture_locations(cfg: RouterConfig, ident: str, colour_var: str, read_timeout: str) -> list[str]:
+    """One exact location per captured path: the body is held in memory (up to the cap) so nginx can log it."""
+    assert cfg.capture_log is not None
+    lines: list[str] = []
+    for path in cfg.capture_paths:
+        proxy = _proxy_settings(ident, colour_var, cfg.name, read_timeout, _CONNECT_TIMEOUT)
+        proxy = ["proxy_request_buffering on;" if p == "proxy_request_buffering off;" else p for p in proxy]
+        body = [
+            *proxy,
+            f"client_body_buffer_size {cfg.capture_max_body};",
+            "client_body_in_single_buffer on;",
+            f"access_log {cfg.access_log} {ident};",
+            f"access_log {cfg.capture_log} {ident}_capture if=${ident}_capture;",
+        ]
+        lines += [*_block(f"location = {path}", body), ""]
+    return lines
+
+
 def render_http_block(cfg: RouterConfig) -> str:
     """The http-level configuration of one deployment: log format, upstreams, colour choice and the server."""
     active = _validate(cfg)
@@ -212,6 +271,8 @@ def render_http_block(cfg: RouterConfig) -> str:
         '    \'"request_id":"$request_id","bytes":$body_bytes_sent}\';',
         "",
     ]
+    if cfg.capture_log is not None:
+        lines += _capture_http(cfg, ident)
 
     for backend in active:
         lines += _block(
@@ -245,6 +306,7 @@ def render_http_block(cfg: RouterConfig) -> str:
         f"listen {_listen_address(cfg.bind, cfg.listen)};",
         f"access_log {cfg.access_log} {ident};",
         "",
+        *(_capture_locations(cfg, ident, colour_var, read_timeout) if cfg.capture_log is not None else []),
         *_block("location /v1/", _proxy_settings(ident, colour_var, cfg.name, read_timeout, _CONNECT_TIMEOUT)),
         "",
         *_block(

@@ -12,6 +12,7 @@ from bgdeploy.plan.names import LABEL_PREFIX, Colour
 from bgdeploy.plan.nginx import Backend, RouterConfig, render_full_conf
 from bgdeploy.plan.steps import port_in_use
 from bgdeploy.routers.base import NginxBase
+from bgdeploy.spec.models import size_bytes
 from bgdeploy.transports.docker_engine import ROUTER_PORT, ContainerInfo
 from bgdeploy.transports.http import ServerClient
 
@@ -58,6 +59,8 @@ class ContainerNginx(NginxBase):
 
     def _router_config(self, backends: tuple[Backend, ...]) -> RouterConfig:
         cohort = self.spec.rollout.cohort
+        replay = self.spec.validation.replay
+        capture = replay.capture if replay is not None else None
         return RouterConfig(
             name=self.spec.name,
             listen=ROUTER_PORT,
@@ -68,6 +71,10 @@ class ContainerNginx(NginxBase):
             health_path=self.spec.health.path,
             cohort_by=cohort.by if cohort is not None else None,
             cohort_fallback=cohort.fallback if cohort is not None else "request",
+            capture_log=None if capture is None else "/etc/bgdeploy/capture/capture.jsonl",
+            capture_paths=() if capture is None else tuple(capture.paths),
+            capture_sample=0.0 if capture is None else capture.sample,
+            capture_max_body=65536 if capture is None else size_bytes(capture.max_body),
         )
 
     def _render_text(self, cfg: RouterConfig) -> str:

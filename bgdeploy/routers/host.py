@@ -9,6 +9,7 @@ from bgdeploy.plan.names import Colour, other
 from bgdeploy.plan.nginx import Backend, RouterConfig, render_http_block
 from bgdeploy.plan.routing import ProbeTally, choose_host_port, listening_ports
 from bgdeploy.routers.base import NginxBase
+from bgdeploy.spec.models import size_bytes
 from bgdeploy.transports.docker_engine import ContainerInfo
 from bgdeploy.transports.http import ServerClient
 
@@ -31,6 +32,8 @@ class HostNginx(NginxBase):
 
     def _router_config(self, backends: tuple[Backend, ...]) -> RouterConfig:
         cohort = self.spec.rollout.cohort
+        replay = self.spec.validation.replay
+        capture = replay.capture if replay is not None else None
         return RouterConfig(
             name=self.spec.name,
             listen=self.spec.router.listen,
@@ -41,6 +44,10 @@ class HostNginx(NginxBase):
             health_path=self.spec.health.path,
             cohort_by=cohort.by if cohort is not None else None,
             cohort_fallback=cohort.fallback if cohort is not None else "request",
+            capture_log=None if capture is None else f"{self.layout.router_dir}/capture/capture.jsonl",
+            capture_paths=() if capture is None else tuple(capture.paths),
+            capture_sample=0.0 if capture is None else capture.sample,
+            capture_max_body=65536 if capture is None else size_bytes(capture.max_body),
         )
 
     def _render_text(self, cfg: RouterConfig) -> str:

@@ -391,6 +391,21 @@ class Prompt(_Section):
     expect: Expect = Field(default_factory=Expect, description="What the answer must satisfy.")
 
 
+class ReplayThresholds(_Section):
+    """Gates on the replay of captured traffic (green against the live colour on the same requests)."""
+
+    max_error_rate: Fraction | None = Field(
+        default=None, description="Maximum fraction of replayed requests green fails (HTTP error, timeout)."
+    )
+    max_latency_p95_vs_live: float | None = Field(
+        default=None, gt=0, le=1000, description="Green's replay p95 latency may be at most this many times live's."
+    )
+    min_agreement: Fraction | None = Field(
+        default=None,
+        description="Minimum share of replayed requests both answered whose answers agree (whitespace and case aside).",
+    )
+
+
 class Thresholds(_Section):
     """Figures over all validation prompts that green must reach."""
 
@@ -433,6 +448,10 @@ class Thresholds(_Section):
             "normalising whitespace and case; tool calls compare name and arguments)."
         ),
     )
+    replay: ReplayThresholds = Field(
+        default_factory=ReplayThresholds,
+        description="Gates on the replay of captured live requests (validation.replay), green against live.",
+    )
 
 
 class Dataset(_Section):
@@ -456,6 +475,51 @@ class LoadProbe(_Section):
 
     concurrency: int = Field(default=8, ge=1, le=256, description="Requests in flight at once, per colour.")
     requests: int = Field(default=64, ge=1, le=100_000, description="Requests per colour.")
+
+
+CAPTURE_PATH_PATTERN = r"^/v1/[A-Za-z0-9/_.-]{1,120}$"
+
+
+class Capture(_Section):
+    """Opt-in capture of live request bodies by the router, kept only on the host (see README: Real traffic)."""
+
+    sample: Annotated[float, Field(ge=0.0001, le=1)] = Field(
+        default=0.02, description="Fraction of requests on `paths` whose body is stored (0.02: one in fifty)."
+    )
+    max_bytes: str = Field(
+        default="64m",
+        pattern=SIZE_PATTERN,
+        description=(
+            "Bound of the capture on the host (the file and its one rotated part together); a keeper container "
+            "started with the router enforces it at all times, also when no bgdeploy command runs."
+        ),
+    )
+    max_body: str = Field(
+        default="64k",
+        pattern=SIZE_PATTERN,
+        description="Largest request body stored; larger requests are served as usual and never stored.",
+    )
+    paths: list[Annotated[str, Field(pattern=CAPTURE_PATH_PATTERN)]] = Field(
+        default_factory=lambda: ["/v1/chat/completions", "/v1/completions"],
+        min_length=1,
+        max_length=16,
+        description="Request paths whose JSON bodies are captured (POST with a JSON content type only).",
+    )
+
+
+class Replay(_Section):
+    """Replay of captured live requests against green and the live colour at the same time, before the switch."""
+
+    capture: Capture | None = Field(
+        default=None, description="Capture live request bodies (opt-in); without it nothing is stored or replayed."
+    )
+    requests: int = Field(default=50, ge=1, le=10_000, description="Captured requests replayed (distinct bodies).")
+    seed: int = Field(default=1, ge=0, description="Seed of the sample: the same seed picks the same requests.")
+    max_tokens: int = Field(
+        default=256, ge=1, le=65_536, description="Cap of max_tokens in each replayed request (comparability)."
+    )
+    concurrency: int = Field(default=4, ge=1, le=64, description="Replayed requests in flight at once, per colour.")
+    timeout: Duration = Field(default=duration_default("60s"), description="Timeout of one replayed request.")
 
 
 class Validation(_Section):
@@ -492,6 +556,12 @@ class Validation(_Section):
         ),
     )
     thresholds: Thresholds = Field(default_factory=Thresholds, description="Figures over all prompts.")
+    replay: Replay | None = Field(
+        default=None,
+        description=(
+            "Capture sampled live requests on the host and replay them against green and live before the switch."
+        ),
+    )
 
 
 class CanaryStep(_Section):

@@ -257,6 +257,27 @@ class DockerEngine:
             container.reload()
         return _info(container, None)
 
+    def run_keeper(
+        self, name: str, image: str, command: list[str], mount: tuple[str, str], labels: dict[str, str]
+    ) -> ContainerInfo:
+        """A small helper container (no network, one bind mount) that Docker keeps running across restarts."""
+        source, target = mount
+        with _docker_errors(f"starting the helper container {name} from {image}"):
+            kwargs: dict[str, Any] = {
+                # The command replaces the image's entrypoint (nginx's or the model server's).
+                "entrypoint": command,
+                "name": name,
+                "detach": True,
+                "network_mode": "none",
+                "user": "0:0",
+                "volumes": {source: {"bind": target, "mode": "rw"}},
+                "labels": labels,
+                "restart_policy": {"Name": "unless-stopped"},
+            }
+            container = self.client.containers.run(image, **kwargs)
+            container.reload()
+        return _info(container, None)
+
 
 def _info(container: Container, port: int | None) -> ContainerInfo:
     attrs: dict[str, Any] = container.attrs or {}

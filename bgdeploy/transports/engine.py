@@ -56,3 +56,9 @@ class Engine(Protocol):
     def run_router(
         self, name: str, image: str, network: str, publish: tuple[str, int], mount: str, labels: dict[str, str]
     ) -> ContainerInfo: ...
+
+    def run_keeper(
+        self, name: str, image: str, command: list[str], mount: tuple[str, str], labels: dict[str, str]
+    ) -> ContainerInfo:
+        """A helper container with one bind mount (HOST_PATH, CONTAINER_PATH) and no network, kept running."""
+        ...

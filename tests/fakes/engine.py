@@ -101,3 +101,11 @@ class FakeEngine:
         info = container(name)
         self.containers[name] = info
         return info
+
+    def run_keeper(
+        self, name: str, image: str, command: list[str], mount: tuple[str, str], labels: dict[str, str]
+    ) -> ContainerInfo:
+        self.calls.append(("run_keeper", name))
+        info = container(name)
+        self.containers[name] = info
+        return info
