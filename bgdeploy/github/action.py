@@ -452,7 +452,10 @@ class Runner:
                 "find the replaced deployment",
                 lambda gh: gh.last_successful_deployment(self.ctx.repo, environment, other_than=deployment_id),
             )
-            self.status(deployment_id, "success", f"{result.active_colour} serves the new release", environment)
+            # The final status names the release too (its payload holds the full record for offline plans).
+            target = result.target
+            what = f"{target.model} (spec {target.spec_hash[:12]})" if target else "the new release"
+            self.status(deployment_id, "success", f"{result.active_colour} serves {what}"[:140], environment)
             if replaced is not None:
                 self.status(replaced.id, "inactive", "replaced", environment)
         elif result.outcome == "unchanged":

@@ -99,6 +99,8 @@ def test_a_pr_without_a_key_plans_offline_from_the_last_deployment_and_never_con
     assert isinstance(record, dict)
     assert record["payload"]["release"]["model"] == "acme/chat-v1" and record["payload"]["name"] == dep.name
     assert "gpu_facts" in record["payload"] and record["payload"]["recorded_at"]
+    final = stub.statuses(int(str(stub.deployments()[-1]["id"])))[-1]
+    assert final["state"] == "success" and "blue serves acme/chat-v1 (spec " in str(final["description"])
 
     pointed_at(dep, listener, "acme/chat-v2")
     run = ci(dep, stub, "pull_request", pr_event(), **no_key())
