@@ -105,11 +105,16 @@ def plan_container(
     if host_port is not None:
         labels[f"{LABEL_PREFIX}host-port"] = str(host_port)
     gpus = colour_gpus(spec, colour)
+    env = dict(spec.runtime.env)
+    if not gpus:
+        # CUDA base images set NVIDIA_VISIBLE_DEVICES=all: where the host's default runtime is nvidia, a
+        # container with no device request would still get every GPU. `void` makes that runtime act as runc.
+        env.setdefault("NVIDIA_VISIBLE_DEVICES", "void")
     return ContainerPlan(
         name=layout.container(colour),
         image=spec.runtime.image,
         command=tuple(server_args(spec)),
-        env=dict(spec.runtime.env),
+        env=env,
         secret_names=tuple(spec.runtime.secret_env),
         labels=labels,
         gpus=tuple(gpus),

@@ -51,3 +51,12 @@ def test_harmless_nvidia_variables_stay_allowed() -> None:
     env = "{NVIDIA_DISABLE_REQUIRE: '1', CUDA_VISIBLE_DEVICES: '0'}"
     text = SPEC.replace("  image: vllm", f"  env: {env}\n  image: vllm")
     assert violations(text) == []
+
+
+def test_a_colour_without_gpus_gets_none_even_from_the_nvidia_runtime() -> None:
+    # CUDA base images set NVIDIA_VISIBLE_DEVICES=all; on a host whose default runtime is nvidia, a container
+    # with no device request would still see every GPU. `void` makes the runtime behave as runc.
+    from tests.unit.test_container import container, spec
+
+    assert container(spec("gpus:\n  blue: []\n  green: [1]\n")).env == {"NVIDIA_VISIBLE_DEVICES": "void"}
+    assert container(spec("gpus:\n  blue: []\n  green: [1]\n"), "green").env == {}
