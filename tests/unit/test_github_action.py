@@ -199,3 +199,20 @@ def test_an_offline_plan_says_when_the_deployments_could_not_be_read(tmp_path: o
     assert "could not be read" in comment.body and "No earlier successful deployment" in comment.body
     assert "The host was not contacted" in comment.body
     assert any(line.startswith("::warning title=bgdeploy::could not read the last deployment") for line in lines)
+
+
+def test_the_comment_author_is_the_tokens_identity() -> None:
+    from bgdeploy.github.action import Runner
+
+    def user(status: int, login: str = "") -> GitHub:
+        body = {"login": login} if status == 200 else {"message": "Resource not accessible by integration"}
+        return _client(lambda r: httpx.Response(status, json=body), [])
+
+    assert user(200, "release-bot").authenticated_login() == "release-bot"
+    assert user(403).authenticated_login() is None
+    pat = Runner({"GITHUB_TOKEN": "ghp_" + "x" * 36})
+    assert pat.comment_author(user(200, "release-bot")) == "release-bot"
+    actions = Runner({"GITHUB_TOKEN": "ghs_" + "x" * 36})
+    assert actions.comment_author(user(200, "someone")) == "github-actions[bot]"  # no GET /user for it
+    named = Runner({"GITHUB_TOKEN": "ghp_" + "x" * 36, "BGDEPLOY_COMMENT_AUTHOR": "our-app[bot]"})
+    assert named.comment_author(user(403)) == "our-app[bot]"
