@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from bgdeploy.errors import BgdeployError, DeployFailed, TransportError
 from bgdeploy.execute.clock import poll
 from bgdeploy.execute.session import Session
@@ -87,6 +89,10 @@ def wait_ready(session: Session, colour: Colour) -> ContainerInfo:
         return current if probe.state == "ready" else None
 
     def progress(elapsed: float) -> None:
+        left = max(0, math.ceil(spec.health.ready_timeout - elapsed))  # whole seconds: the line ticks calmly
+        live = f"wait-ready: {colour} loading, {format_duration(int(elapsed))} elapsed, {format_duration(left)} left"
+        if session.out.progress(live + " of health.ready_timeout"):
+            return
         if elapsed - last_said[0] >= PROGRESS_EVERY:
             last_said[0] = elapsed
             session.out.say(

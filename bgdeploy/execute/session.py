@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -41,6 +43,39 @@ class Output:
     secrets: tuple[str, ...] = ()
     start: float = field(default_factory=time.monotonic)
     groups: bool = False  # under GitHub Actions: each phase folds into a ::group::
+    # One line that rewrites itself (a model loading): only on a terminal, never in CI, under TERM=dumb or
+    # into a pipe, where plain lines are printed instead. None: decided from the stream on first use.
+    live: bool | None = None
+    _live_width: int = 0
+
+    def _is_live(self) -> bool:
+        if self.live is None:
+            target = getattr(self.stream, "target", self.stream)  # the terminal behind a masking stream
+            try:
+                tty = bool(target.isatty())
+            except (AttributeError, ValueError):
+                tty = False
+            ci = os.environ.get("CI", "").lower() == "true" or os.environ.get("GITHUB_ACTIONS") == "true"
+            self.live = tty and not self.groups and not ci and os.environ.get("TERM") != "dumb"
+        return self.live
+
+    def progress(self, message: str) -> bool:
+        """Show `message` on the live line (no colour, so NO_COLOR has nothing to turn off); False when there is
+        no terminal, and the caller prints its plain progress lines instead."""
+        if not self._is_live():
+            return False
+        elapsed = time.monotonic() - self.start
+        width = max(20, shutil.get_terminal_size((100, 20)).columns - 1)
+        text = inert(self.mask(f"[{elapsed:6.1f}s] {message}")).replace("\n", " ")[:width]
+        self.stream.write("\r" + text.ljust(self._live_width))
+        self.stream.flush()
+        self._live_width = len(text)
+        return True
+
+    def _end_live(self) -> None:
+        if self._live_width:
+            self.stream.write("\r" + " " * self._live_width + "\r")
+            self._live_width = 0
 
     def __post_init__(self) -> None:
         for secret in self.secrets:
@@ -53,6 +88,7 @@ class Output:
         return secret_registry.mask(text)
 
     def say(self, message: str) -> None:
+        self._end_live()
         elapsed = time.monotonic() - self.start
         # Messages may quote model output or container logs: no line of them may act as a workflow command.
         print(inert(self.mask(f"[{elapsed:6.1f}s] {message}")), file=self.stream, flush=True)
