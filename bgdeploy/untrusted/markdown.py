@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from bgdeploy.untrusted.secrets import mask
+
 # A zero-width joiner after @ keeps "@someone" from pinging (GitHub needs a word boundary before the login).
 _NO_MENTION = "@\u200d"
 _SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|~])")
@@ -17,7 +19,8 @@ _SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|~])")
 def escape_inline(text: str, limit: int = 120) -> str:
     """Untrusted text made safe on one line (a table cell, a list item, a heading): whitespace collapses,
     long text is cut at `limit`, HTML is entity-escaped and markdown punctuation backslash-escaped."""
-    text = " ".join(str(text).split())
+    # Masked first: escaping turns hf_… into hf\_… and a cut keeps a secret's start, both unseen by a later mask.
+    text = " ".join(mask(str(text)).split())
     if len(text) > limit:
         text = text[: max(0, limit - 1)] + "…"
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -33,7 +36,7 @@ def escape_block(lines: list[str], info: str = "text") -> str:
 
 
 def _block_line(line: str) -> str:
-    line = line.replace("\r", "").replace("<!--", "<\u200b!--").replace("@", _NO_MENTION)
+    line = mask(line).replace("\r", "").replace("<!--", "<\u200b!--").replace("@", _NO_MENTION)
     while "```" in line:
         line = line.replace("```", "`\u200b``")
     return line
@@ -47,7 +50,7 @@ def code_line(text: str) -> str:
 
 def code_span(text: str, limit: int = 120) -> str:
     """Untrusted text shown as inline code: backticks cannot end the span, and it stays on one line."""
-    text = " ".join(str(text).split())
+    text = " ".join(mask(str(text)).split())
     if len(text) > limit:
         text = text[: max(0, limit - 1)] + "…"
     text = text.replace("`", "'").replace("@", _NO_MENTION).replace("<!--", "<\u200b!--")
