@@ -259,9 +259,12 @@ def _covers(rule: VolumeRule, source: str) -> bool:
 
 def _volume_problem(volume: str, rules: list[VolumeRule], resolved: Mapping[str, str]) -> str | None:
     source, _, mode = _split_volume(volume)
+    written = source
     if source.startswith("/"):
-        if ".." in source.split("/") or "//" in source or (source != "/" and source.endswith("/")):
-            return f"the bind source {source} is not a plain absolute path (no '..', '//' or trailing '/')"
+        # '.' too: the host resolves the source as written, so a normalised one would miss its symlink.
+        segments = source.split("/")
+        if ".." in segments or "." in segments or "//" in source or (source != "/" and source.endswith("/")):
+            return f"the bind source {source} is not a plain absolute path (no '.', '..', '//' or trailing '/')"
         source = posixpath.normpath(source)
     danger = _DANGEROUS_SOURCES.get(source)
     what = f" (it exposes {danger})" if danger else ""
@@ -273,7 +276,7 @@ def _volume_problem(volume: str, rules: list[VolumeRule], resolved: Mapping[str,
         return (
             f"{source} may only be mounted read-only on this host; write the volume as {volume.rsplit(':rw', 1)[0]}:ro"
         )
-    real = resolved.get(source)
+    real = resolved.get(written, resolved.get(source))
     if (
         real is not None
         and real != source

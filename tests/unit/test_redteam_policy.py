@@ -60,3 +60,11 @@ def test_a_colour_without_gpus_gets_none_even_from_the_nvidia_runtime() -> None:
 
     assert container(spec("gpus:\n  blue: []\n  green: [1]\n")).env == {"NVIDIA_VISIBLE_DEVICES": "void"}
     assert container(spec("gpus:\n  blue: []\n  green: [1]\n"), "green").env == {}
+
+
+@pytest.mark.parametrize("source", ["/srv/hf-cache/./escape", "/srv/hf-cache/escape/.", "/./srv/hf-cache/escape"])
+def test_a_dot_segment_cannot_hide_a_symlink_from_the_check(source: str) -> None:
+    # The container can write a symlink into an rw-allowed directory; the host resolves the source as written.
+    text = SPEC.replace("  image: vllm", f'  volumes: ["{source}:/host"]\n  image: vllm')
+    found = violations(text, resolved={source: "/"})
+    assert len(found) == 1 and "runtime.volumes[0]" in found[0], found
