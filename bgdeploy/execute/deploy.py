@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from bgdeploy.analysis.source import Cursor
+from bgdeploy.capture.replay import validate_with_replay
 from bgdeploy.errors import BgdeployError, ConnectionLost, DeployFailed, InternalError
 from bgdeploy.execute import canary, colours, failpoints
 from bgdeploy.execute.checks import ask_all, describe, watch
@@ -195,6 +196,8 @@ class Cycle:
             raise DeployFailed(f"validation of {self.new} failed: {describe(found.green)}")
         if not found.passed:
             raise DeployFailed(f"{self.new} is worse than live: {describe_relative(found.relative)}")
+        # Captured live requests, replayed on the host against both colours' host ports at once.
+        validate_with_replay(session, self.new, port, old_info.host_port if old_info is not None else None)
 
     def step_router(self) -> None:
         pass  # the first apply_weights starts the router container with its config

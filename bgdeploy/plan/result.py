@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from bgdeploy.analysis.prometheus import QueryLook
 from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
+from bgdeploy.plan.capture import ReplayResult
 from bgdeploy.plan.evaluation import DatasetResult, LoadFigures
 from bgdeploy.plan.state import Release
 from bgdeploy.plan.steps import DeployPlan
@@ -69,6 +70,7 @@ class Result:
     relative: list[Check] = field(default_factory=list)  # validation gates against the live colour
     datasets: list[DatasetResult] = field(default_factory=list)
     load_probe: list[LoadFigures] = field(default_factory=list)  # validation.load, one entry per colour
+    replay: ReplayResult | None = None  # validation.replay: aggregates only, never a captured body
     model_series: list[ModelPoint] = field(default_factory=list)  # rollback_on model metrics, at each look
     prometheus: list[QueryLook] = field(default_factory=list)  # analysis.prometheus, each query at each look
     smoke: Verdict | None = None

@@ -7,6 +7,7 @@ HTML, mention people or forge a hidden marker.
 from __future__ import annotations
 
 from bgdeploy.analysis.verdict import LiveOutcome, LiveVerdict
+from bgdeploy.plan.capture import describe as replay_line
 from bgdeploy.plan.evaluation_report import (
     colour_table,
     dataset_tables,
@@ -217,6 +218,8 @@ def render(result: Result) -> str:
             relative_table(result.relative),
             dataset_tables(result.datasets, new, old, escape_inline),
             load_table(result.load_probe),
+            # Aggregates and positions of disagreements only: no captured request is ever in a report.
+            [f"Replay of captured live requests: {replay_line(result.replay)}"] if result.replay is not None else [],
         ]
         lines += [line for table in tables if table for line in (*table, "")]
     if result.smoke is not None:

@@ -20,6 +20,8 @@ Knobs (environment):
   FAKEVLLM_FAULT            crash-on-load | never-ready | wrong-answers | die-after:N
   FAKEVLLM_DRAIN_SECONDS    how long SIGTERM waits for in-flight requests (default 60)
   FAKEVLLM_METRICS          off: no /metrics (404), as an OpenAI-compatible server that is not vLLM
+  FAKEVLLM_FAIL_PATTERN     a regular expression: generation requests whose prompt text matches it are
+                            answered 500 (the same prompts fail every time, whatever the order)
   VLLM_API_KEY              same as --api-key
 """
 
@@ -192,6 +194,7 @@ class Config:
     die_after: int | None
     drain_seconds: float
     metrics: bool = True
+    fail_pattern: re.Pattern[str] | None = None
 
 
 def _env_float(name: str, default: float) -> float:
@@ -273,6 +276,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
         die_after=die_after,
         drain_seconds=_env_float("FAKEVLLM_DRAIN_SECONDS", 60.0),
         metrics=os.environ.get("FAKEVLLM_METRICS", "").strip().lower() != "off",
+        fail_pattern=re.compile(pattern) if (pattern := os.environ.get("FAKEVLLM_FAIL_PATTERN", "")) else None,
     )
 
 
@@ -812,6 +816,12 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(
                 HTTPStatus.INTERNAL_SERVER_ERROR,
                 "EngineCore encountered an issue (injected by FAKEVLLM_ERROR_RATE).",
+                "InternalServerError",
+            )
+        if app.config.fail_pattern is not None and any(app.config.fail_pattern.search(p) for p in prompts):
+            raise ApiError(
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                "EngineCore encountered an issue (injected by FAKEVLLM_FAIL_PATTERN).",
                 "InternalServerError",
             )
         wrong_all = app.config.fault == "wrong-answers"

@@ -3,6 +3,7 @@ the host; a keeper holds the bound with no bgdeploy command running; nothing cap
 
 from __future__ import annotations
 
+import json
 import stat
 import threading
 import time
@@ -108,3 +109,77 @@ def test_turning_capture_off_stops_the_keeper_and_deletes_the_capture(dep: Deplo
     assert "capture: off" in out
     assert stored(directory) == 0
     assert dep.docker.containers.list(all=True, filters={"name": f"bgdeploy-{dep.name}-capture"}) == []
+
+
+def send_prompts(dep: Deployment, marker: str, count: int, failing_every: int) -> None:
+    with httpx.Client(base_url=dep.url, timeout=30) as client:
+        for i in range(count):
+            tag = "FAILME " if i % failing_every == 0 else ""
+            text = f"{tag}{marker} prompt {i}: name a city that starts with {chr(65 + i % 26)}"
+            body = {
+                "model": "chat",
+                "messages": [{"role": "user", "content": text}],
+                "max_tokens": 16,
+                "stream": i % 2 == 0,
+            }
+            assert client.post("/v1/chat/completions", json=body).status_code == 200
+
+
+def lines_stored(directory: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in directory.glob("capture.jsonl*") if p.is_file())
+
+
+def test_replay_refuses_a_green_failing_captured_prompts_and_passes_an_equal_one(
+    dep: Deployment, tmp_path: Path
+) -> None:
+    dep.name = "cap-" + uuid.uuid4().hex[:8]
+    marker = "capmark" + uuid.uuid4().hex[:10]
+    validation = {
+        "replay": {"capture": {"sample": 1, "max_bytes": "1m", "max_body": "8k"}, "requests": 100, "seed": 1},
+        "thresholds": {"replay": {"max_error_rate": 0.05, "max_latency_p95_vs_live": 50}},
+    }
+    dep.write("acme/chat-v1", validation=validation)
+    ok(dep.run("deploy"))
+    directory = dep.state_dir() / "router" / "capture"
+    send_prompts(dep, marker, 60, failing_every=10)  # 6 of 60 captured prompts say FAILME
+    dep.wait_for(lambda: lines_stored(directory) >= 60, 30, "60 captured requests")
+
+    outputs: list[str] = []
+    dep.write("acme/chat-v2", env={"FAKEVLLM_FAIL_PATTERN": "FAILME"}, validation=validation)
+    refused = dep.run("deploy", "--json", str(tmp_path / "refused.json"), "--report", str(tmp_path / "refused.md"))
+    outputs += [refused.stdout, refused.stderr]
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "failed the replay of captured live requests" in refused.stdout + refused.stderr
+    # The 6 FAILME prompts fail on green, of 60 plus the first deploy's smoke prompt through the router.
+    assert "failed: max_error_rate: 9.8% of 61 failed (at most 5.0%)" in refused.stdout
+    assert dep.serving_model() == "acme/chat-v1"
+
+    dep.write("acme/chat-v2", validation=validation)
+    passed = dep.run("deploy", "--json", str(tmp_path / "passed.json"), "--report", str(tmp_path / "passed.md"))
+    outputs += [passed.stdout, passed.stderr]
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "captured requests replayed: green 0.0% errors" in passed.stderr
+    assert "Replay of captured live requests:" in (tmp_path / "passed.md").read_text()
+    assert dep.serving_model() == "acme/chat-v2"
+    for name in ("refused.json", "passed.json"):
+        replay = json.loads((tmp_path / name).read_text())["replay"]
+        assert replay["green"]["requests"] == replay["available"] >= 61
+    assert json.loads((tmp_path / "refused.json").read_text())["replay"]["green"]["errors"] == 6
+    status = ok(dep.run("capture", "status", "--json"))
+    outputs.append(status)
+
+    # No captured body in any artefact: outputs, reports, --json, every file of the state directory but the
+    # capture itself, and the logs of every container of the deployment.
+    artefacts = {f"output {i}": text for i, text in enumerate(outputs)}
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            artefacts[str(path)] = path.read_text(errors="replace")
+    for path in dep.state_dir().rglob("*"):
+        if path.is_file() and path.parent != directory:
+            artefacts[str(path)] = path.read_text(errors="replace")
+    for container in dep.docker.containers.list(all=True, filters={"label": f"dev.bgdeploy.name={dep.name}"}):
+        artefacts[f"logs of {container.name}"] = container.logs().decode(errors="replace")
+    assert len(artefacts) > 8
+    leaks = [where for where, text in artefacts.items() if marker in text]
+    assert leaks == [], f"captured content found in {leaks}"
+    assert marker in (directory / "capture.jsonl").read_text()  # it is there, on the host, where it belongs
