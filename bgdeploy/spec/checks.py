@@ -18,6 +18,7 @@ from bgdeploy.spec.analysis_rules import analysis_findings
 from bgdeploy.spec.fleet_rules import fleet_findings, rollout_fleet_findings
 from bgdeploy.spec.host_key import parse_public_key
 from bgdeploy.spec.models import COMMAND_PLACEHOLDERS, GENERATED_FLAGS, Prompt, Spec
+from bgdeploy.spec.replay_rules import replay_findings
 from bgdeploy.spec.router_rules import health_path_findings, read_timeout_findings
 from bgdeploy.spec.server_flags import names_flag
 
@@ -285,6 +286,7 @@ CHECKS: tuple[tuple[tuple[str, ...], Callable[[Spec], Iterator[Finding]]], ...] 
     (("target", "gpus", "runtime.gpu_memory_utilization"), fleet_findings),
     (("target.hosts", "rollout.fleet"), rollout_fleet_findings),
     (("health.path",), health_path_findings),
+    (("validation.replay", "validation.thresholds"), replay_findings),
     (("router.read_timeout",), read_timeout_findings),
 )
 

@@ -121,3 +121,31 @@ def test_the_gates_and_the_line_show_aggregates_and_positions_only() -> None:
 def test_the_keeper_is_one_sh_script_with_its_bound() -> None:
     argv = keeper_command(65536)
     assert argv[:2] == ["sh", "-c"] and "LIMIT=65536" in argv[2] and "truncate -s 0" in argv[2]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            "validation:\n  thresholds: {replay: {max_error_rate: 0.1}}\n",
+            "bluegreen.yaml:11:16: validation.thresholds.replay: replay gates need captured traffic to replay; add "
+            "validation.replay.capture (e.g. {sample: 0.02}) or remove validation.thresholds.replay",
+        ),
+        (
+            "validation:\n  replay: {requests: 5}\n",
+            "bluegreen.yaml:11:3: validation.replay: validation.replay replays captured traffic; add capture: "
+            "{sample: 0.02, max_bytes: 64m} or remove replay",
+        ),
+        (
+            "validation:\n  replay: {capture: {max_bytes: 1k}}\n",
+            "bluegreen.yaml:11:33: validation.replay.capture.max_bytes: max_bytes must be at least 64k",
+        ),
+        (
+            "validation:\n  replay: {capture: {max_bytes: 100k, max_body: 64k}}\n",
+            "bluegreen.yaml:11:49: validation.replay.capture.max_body: max_body 64k is more than a quarter of "
+            "max_bytes 100k: raise max_bytes or lower max_body",
+        ),
+    ],
+)
+def test_replay_settings_that_cannot_work_are_located(extra: str, expected: str) -> None:
+    assert problems(MINIMAL + extra) == [expected]
