@@ -56,6 +56,13 @@ def _target(spec: Spec) -> Iterator[Finding]:
             parse_public_key(t.host_key)
         except ValueError as exc:
             yield ("target", "host_key"), f"invalid host key: {exc}"
+    if t.jump is not None:
+        if t.transport == "local":
+            yield ("target", "jump"), "a jump host is for transport: ssh; remove target.jump with transport: local"
+        try:
+            parse_public_key(t.jump.host_key)
+        except ValueError as exc:
+            yield ("target", "jump", "host_key"), f"invalid host key of the jump host: {exc}"
 
 
 def _gpus(spec: Spec) -> Iterator[Finding]:
@@ -270,7 +277,7 @@ def _rollout(spec: Spec) -> Iterator[Finding]:
 # Each check with the keys it reads: a check is skipped when one of them had a schema error, since it
 # would then see a default in place of the broken value and could report nonsense.
 CHECKS: tuple[tuple[tuple[str, ...], Callable[[Spec], Iterator[Finding]]], ...] = (
-    (("target.host", "target.host_key", "target.known_hosts", "target.transport"), _target),
+    (("target.host", "target.host_key", "target.known_hosts", "target.transport", "target.jump"), _target),
     (("gpus", "runtime.gpu_memory_utilization"), _gpus),
     (("runtime.args", "runtime.command", "runtime.env", "runtime.secret_env", "runtime.api_key_env"), _runtime),
     (("router.bind",), _router),

@@ -98,6 +98,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+class Jump(_Section):
+    """A bastion (jump host): the whole SSH session to the GPU server is carried through it, as `ssh -J` does."""
+
+    host: str = Field(pattern=HOST_PATTERN, description="Host name or IP address of the bastion.")
+    port: Port = Field(default=22, description="The bastion's SSH port.")
+    user: str | None = Field(
+        default=None, pattern=USER_PATTERN, description="SSH user on the bastion (default: target.user)."
+    )
+    host_key: str = Field(
+        description=(
+            "The bastion's own SSH host public key, pinned like target.host_key: one OpenSSH line such as "
+            "'ssh-ed25519 AAAA...' (`ssh-keyscan -t ed25519 BASTION`, checked out of band)."
+        ),
+    )
+
+
 class Target(_Section):
     """Where the GPU server is and how bgdeploy reaches it."""
 
@@ -129,6 +145,13 @@ class Target(_Section):
     )
     connect_timeout: Duration = Field(
         default=duration_default("15s"), description="Give up connecting after this long."
+    )
+    jump: Jump | None = Field(
+        default=None,
+        description=(
+            "Reach the GPU server through this bastion (one hop; the same private key logs in on both, and both "
+            "host keys are pinned)."
+        ),
     )
     hosts: list[FleetHost] | None = Field(
         default=None,

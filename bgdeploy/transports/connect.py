@@ -8,7 +8,7 @@ from pathlib import Path
 
 import paramiko
 
-from bgdeploy.errors import UsageError
+from bgdeploy.errors import BgdeployError, UsageError
 from bgdeploy.spec.models import Target
 from bgdeploy.transports.base import Host
 from bgdeploy.transports.local import LocalHost
@@ -64,11 +64,44 @@ def open_host(target: Target, spec_dir: Path) -> Host:
     if target.transport == "local":
         return LocalHost()
     assert target.host is not None
-    return SshHost.connect(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        key=_private_key(),
-        host_keys=pinned_host_keys(target, spec_dir),
-        timeout=target.connect_timeout,
-    )
+    key = _private_key()
+    via = _open_jump(target, key) if target.jump is not None else None
+    try:
+        return SshHost.connect(
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            key=key,
+            host_keys=pinned_host_keys(target, spec_dir),
+            timeout=target.connect_timeout,
+            via=via,
+        )
+    except BgdeployError:
+        if via is not None:
+            via.close()
+        raise
+
+
+def _open_jump(target: Target, key: paramiko.PKey) -> SshHost:
+    """The bastion, its own key pinned (target.jump.host_key): the GPU server is then reached through it."""
+    jump = target.jump
+    assert jump is not None
+    entry = host_entry(jump.host, jump.port)
+    parsed = paramiko.hostkeys.HostKeyEntry.from_line(f"{entry} {jump.host_key}")
+    if parsed is None or parsed.key is None:
+        raise UsageError("target.jump.host_key could not be read as an SSH public key line; see `bgdeploy validate`")
+    keys = paramiko.HostKeys()
+    keys.add(entry, parsed.key.get_name(), parsed.key)
+    try:
+        return SshHost.connect(
+            host=jump.host,
+            port=jump.port,
+            user=jump.user or target.user,
+            key=key,
+            host_keys=keys,
+            timeout=target.connect_timeout,
+        )
+    except BgdeployError as exc:
+        # The same words as for the GPU server, but naming the jump host's own settings.
+        message = str(exc).replace("target.host_key", "target.jump.host_key").replace("target.user", "target.jump.user")
+        raise type(exc)(f"jump host {jump.host}:{jump.port}: {message}") from exc

@@ -113,6 +113,7 @@ class SshHost:
         # SFTP requests from two threads (the lock heartbeat and the deploy) must not interleave.
         self._sftp_lock = threading.RLock()
         self._home: str | None = None
+        self._jump: SshHost | None = None  # the bastion carrying this session, closed with it
 
     @classmethod
     def connect(
@@ -124,7 +125,19 @@ class SshHost:
         key: paramiko.PKey,
         host_keys: paramiko.HostKeys,
         timeout: float,
+        via: SshHost | None = None,
     ) -> SshHost:
+        """Connect and authenticate; `via`: a connected bastion that carries the session (ssh -J)."""
+        sock: paramiko.Channel | None = None
+        if via is not None:
+            try:
+                sock = via._transport().open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+            except (paramiko.SSHException, OSError) as exc:
+                via.close()
+                raise ConnectionLost(
+                    f"the jump host {via.description} could not reach {host}:{port}: {exc}; check target.host and "
+                    "target.port as the jump host sees them, and that it allows TCP forwarding"
+                ) from exc
         client = paramiko.SSHClient()
         # Only the pinned keys count: no system or user known_hosts is loaded.
         for entry in host_keys:
@@ -143,9 +156,12 @@ class SshHost:
                 auth_timeout=timeout,
                 allow_agent=False,
                 look_for_keys=False,
+                sock=sock,
             )
         except paramiko.BadHostKeyException as exc:
             client.close()
+            if via is not None:
+                via.close()
             raise RemoteRefused(
                 f"the host key of {host}:{port} does not match the pinned key: expected "
                 f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)}, the server offered "
@@ -172,7 +188,9 @@ class SshHost:
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(15)
-        return cls(client, where)
+        host_ = cls(client, where if via is None else f"{where} via {via.description}")
+        host_._jump = via
+        return host_
 
     @property
     def description(self) -> str:
@@ -378,6 +396,9 @@ class SshHost:
                 self._sftp.close()
             self._sftp = None
         self._client.close()
+        if self._jump is not None:
+            self._jump.close()
+            self._jump = None
 
 
 def _fsync(sftp: paramiko.SFTPClient, handle: paramiko.SFTPFile) -> None:
