@@ -34,7 +34,13 @@ _HOST_OUTCOME = {
 
 
 def headline(result: FleetResult, *, markdown: bool = True) -> str:
-    counts = f"{len(result.hosts_deployed)}/{len(result.hosts)} hosts deployed"
+    total = len(result.hosts)
+    if result.command == "rollback":
+        counts = f"{len(result.labels('rolled-back'))}/{total} hosts rolled back"
+    elif result.command == "plan":
+        counts = f"{len(result.labels('planned'))} of {total} hosts to change"
+    else:
+        counts = f"{len(result.hosts_deployed)}/{total} hosts deployed"
     if result.hosts_failed:
         counts += f", failed: {', '.join(result.hosts_failed)}"
     text = f"{_FLEET_OUTCOME.get(result.outcome, result.outcome)}: {result.name} ({counts})"

@@ -225,7 +225,7 @@ def _all_live(fleet: FleetDeployment, model: str) -> None:
 
 
 def _traffic(fleet: FleetDeployment) -> list[Traffic]:
-    return [Traffic(fleet.url(i), max_seconds=180) for i in range(len(fleet.hosts))]
+    return [Traffic(fleet.url(i), max_seconds=300) for i in range(len(fleet.hosts))]
 
 
 def _started(traffic: list[Traffic]) -> None:
@@ -361,34 +361,22 @@ def test_a_fleet_deploy_killed_midway_converges_on_the_next_run(fleet: FleetDepl
     _all_live(fleet, "acme/chat-v1")
 
     fleet.write("acme/chat-v2", v1, load_seconds="5", batch=1)
-    traffic = _traffic(fleet)
-    _started(traffic)
+    proc = fleet.start("deploy")
     try:
-        proc = fleet.start("deploy")
-        try:
-            # Host 1 has switched and host 2 is loading its new colour: the runner is killed outright.
-            deadline = time.monotonic() + 120
-            while fleet.status_of(1, "green") != "running" and proc.poll() is None:
-                assert time.monotonic() < deadline, "host 2 never started loading"
-                time.sleep(0.1)
-            proc.kill()
-            proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert fleet.serving(0) == "acme/chat-v2"
-        assert fleet.serving(1) == "acme/chat-v1"
-        out = ok(fleet.run("deploy", "--force-unlock", "--json", str(fleet.workdir / "r.json")))
+        # Host 1 has switched and host 2 is loading its new colour: the runner is killed outright.
+        deadline = time.monotonic() + 120
+        while fleet.status_of(1, "green") != "running" and proc.poll() is None:
+            assert time.monotonic() < deadline, "host 2 never started loading"
+            time.sleep(0.1)
+        proc.kill()
+        proc.communicate(timeout=60)
     finally:
-        for t in traffic:
-            t.__exit__()
-    for i, t in enumerate(traffic):
-        assert t.failures == [], f"host h{i + 1}: {t.failures[:5]}"
+        if proc.poll() is None:
+            proc.kill()
+    assert [fleet.serving(i) for i in range(3)] == ["acme/chat-v2", "acme/chat-v1", "acme/chat-v1"]
+    # The killed run's locks stay behind on every host; the next run removes them and converges.
+    out = ok(fleet.run("deploy", "--force-unlock", "--json", str(fleet.workdir / "r.json")))
     data = json.loads((fleet.workdir / "r.json").read_text())
-    assert {h["label"]: h["outcome"] for h in data["hosts"]} == {
-        "h1": "unchanged",
-        "h2": "deployed",
-        "h3": "deployed",
-    }, out
-    for i in range(3):
-        assert fleet.serving(i) == "acme/chat-v2"
+    outcomes = {h["label"]: h["outcome"] for h in data["hosts"]}
+    assert outcomes == {"h1": "unchanged", "h2": "deployed", "h3": "deployed"}, out
+    assert [fleet.serving(i) for i in range(3)] == ["acme/chat-v2"] * 3
