@@ -8,15 +8,29 @@ import stat
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.integration import test_host_router
+from tests.integration.conftest import Testbed
 from tests.integration.deployments import Deployment, ok
+from tests.integration.test_host_router import LocalDeployment
 
 pytestmark = pytest.mark.integration
+
+host_nginx = test_host_router.host_nginx  # the host's own nginx, for router.mode: host
+
+
+@pytest.fixture
+def local(testbed: Testbed, docker_client: Any, tmp_path: Path, host_nginx: None) -> Iterator[LocalDeployment]:
+    deployment = LocalDeployment(testbed, tmp_path, docker_client)
+    yield deployment
+    deployment.cleanup()
+
 
 MAX_BYTES = 64 * 1024
 
@@ -183,3 +197,20 @@ def test_replay_refuses_a_green_failing_captured_prompts_and_passes_an_equal_one
     leaks = [where for where, text in artefacts.items() if marker in text]
     assert leaks == [], f"captured content found in {leaks}"
     assert marker in (directory / "capture.jsonl").read_text()  # it is there, on the host, where it belongs
+
+
+def test_host_mode_captures_through_the_host_s_nginx(local: LocalDeployment) -> None:
+    local.name = "cap-" + uuid.uuid4().hex[:8]
+    marker = "capmark" + uuid.uuid4().hex[:10]
+    local.write("acme/chat-v1", validation={"replay": capture_spec()["replay"]})
+    ok(local.run("deploy"))
+    directory = local.state_dir() / "router" / "capture"
+    for i in range(5):
+        assert local.chat(f"{marker} host mode {i}").status_code == 200
+    local.wait_for(lambda: lines_stored(directory) >= 5, 30, "5 captured requests")
+    assert stat.S_IMODE((directory / "capture.jsonl").stat().st_mode) == 0o600
+    assert marker in (directory / "capture.jsonl").read_text()
+    status = ok(local.run("capture", "status"))
+    assert "keeper running" in status and marker not in status
+    ok(local.run("capture", "purge"))
+    assert lines_stored(directory) == 0
