@@ -240,10 +240,12 @@ class Cycle:
 
     def step_drain(self) -> None:
         assert self.old is not None
+        self.alive()  # the old colour is the only way back: never let it go while the new one is not running
         colours.drain(self.session, self.old)
 
     def step_retire(self) -> None:
         assert self.old is not None
+        self.alive()
         self.retired = True
         colours.retire(self.session, self.old)
 
