@@ -35,6 +35,7 @@ from bgdeploy.github.context import ACTIONS_BOT, Context
 from bgdeploy.github.deployments import GpuFact, Record
 from bgdeploy.github.modes import decide_mode
 from bgdeploy.github.offline import held_mib, offline_plan
+from bgdeploy.github.pr_target import pr_target_problems
 from bgdeploy.modes import DEPLOYING, MODES, HostMode, is_host_mode, is_mode
 from bgdeploy.plan.result import Result
 from bgdeploy.plan.state import Release
@@ -229,7 +230,30 @@ class Runner:
             )
         if not is_host_mode(decision.mode):  # decide_mode never leaves `auto`; the others returned above
             raise UsageError(f"mode {decision.mode} does not run on the host")
+        if ctx.is_pull_request:
+            self.check_pr_target(loaded)
         return self.on_host(loaded, decision.mode)
+
+    def check_pr_target(self, loaded: LoadedSpec) -> None:
+        """A pull request's spec names the host and pins its key: only the workflow's known-hosts may decide
+        which host a plan or preview reaches (else the HF token and API key could go to the PR's own server)."""
+        pins = self.ctx.get("BGDEPLOY_KNOWN_HOSTS").strip()
+        if pins and "\n" not in pins and Path(pins).is_file():
+            pins = Path(pins).read_text(encoding="utf-8", errors="replace")
+        if not pins:
+            self.warn(
+                "this pull request's spec chooses the host and pins its key: pass the known-hosts input (the "
+                "host's known_hosts lines, from the protected environment) so a PR cannot point this run, and "
+                "its secrets, at a server of its own"
+            )
+            return
+        problems = pr_target_problems(loaded.spec.target, pins)
+        if problems:
+            raise UsageError(
+                "refused: a pull request may reach only the hosts and keys of the workflow's known-hosts input; "
+                + "; ".join(problems)
+                + ". Nothing was contacted."
+            )
 
     def invalid(self, exc: SpecError) -> int:
         self.say(exc.render())
