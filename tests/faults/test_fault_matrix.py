@@ -28,7 +28,9 @@ CONTAINER_SLICE = [
     ("switch", "live-restart"),
 ]
 # Kills cost a stale-lock wait (45 s) each: one kill (at the reload itself) in the container slice is enough.
-HOST_SLICE = [("record", "write-fail"), ("switch", "live-restart")]
+# ("bake", "green-dies") with rollout.bake 0: the new colour dies right after the switch; the old one must
+# not be drained and retired (found by the matrix: it used to leave nothing alive).
+HOST_SLICE = [("record", "write-fail"), ("switch", "live-restart"), ("bake", "green-dies")]
 
 
 class MatrixDeployment(Deployment):
