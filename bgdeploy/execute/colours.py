@@ -6,6 +6,7 @@ import math
 
 from bgdeploy.errors import BgdeployError, DeployFailed, TransportError
 from bgdeploy.execute.clock import poll
+from bgdeploy.execute.lock import LockLost
 from bgdeploy.execute.session import Session
 from bgdeploy.plan import gpu
 from bgdeploy.plan.container import colour_gpus, plan_container, secret_values
@@ -111,7 +112,7 @@ def wait_ready(session: Session, colour: Colour) -> ContainerInfo:
             on_wait=progress,
         )
     except DeployFailed as exc:
-        if isinstance(exc, ContainerFailed):
+        if isinstance(exc, (ContainerFailed, LockLost)):  # a lost lock is not the container's fault
             raise
         logs = session.engine.logs(name, LOG_LINES)
         raise ContainerFailed(f"{exc}. Last log lines:\n" + "\n".join(logs[-10:]), logs) from None

@@ -144,6 +144,7 @@ def test_a_lock_that_cannot_be_kept_rolls_the_deploy_back(dep: Deployment) -> No
             proc.kill()
     assert proc.returncode == 1, out
     assert "the deploy lock could not be kept" in out and "rollback: removing green" in out, out
+    assert "Last log lines" not in out, "a lost lock is not blamed on the container"
     assert dep.container_status("green") == "absent"
     assert dep.serving_model() == "acme/chat-v1"
 
