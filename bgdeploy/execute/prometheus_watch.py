@@ -12,6 +12,12 @@ from bgdeploy.execute.analysis_breach import AnalysisBreach
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import Colour
 from bgdeploy.transports.prometheus import PrometheusClient
+from bgdeploy.untrusted import secrets as secret_registry
+
+
+def register_token(token: str | None) -> None:
+    """The bearer token is a secret like the others: masked in every output from now on."""
+    secret_registry.register(token)
 
 
 @dataclass
@@ -35,6 +41,7 @@ class PrometheusWatch:
         token = None
         if config.bearer_token_env:
             token = session.environ.get(config.bearer_token_env)
+            register_token(token)
             if not token:
                 session.warn(f"{config.bearer_token_env} is not set: querying Prometheus without a bearer token")
         return cls(session, PrometheusClient(url, token=token, timeout=config.timeout), QueryState())

@@ -68,3 +68,31 @@ def test_a_dot_segment_cannot_hide_a_symlink_from_the_check(source: str) -> None
     text = SPEC.replace("  image: vllm", f'  volumes: ["{source}:/host"]\n  image: vllm')
     found = violations(text, resolved={source: "/"})
     assert len(found) == 1 and "runtime.volumes[0]" in found[0], found
+
+
+PROMETHEUS = "analysis:\n  prometheus:\n    url: https://attacker.example\n    bearer_token_env: {name}\n" + (
+    "    queries: [{{name: q, query: up, max: 1}}]\n"
+)
+
+
+@pytest.mark.parametrize("name", ["BGDEPLOY_GITHUB_TOKEN", "GITHUB_TOKEN", "HF_TOKEN", "VLLM_API_KEY"])
+def test_the_prometheus_bearer_token_cannot_be_a_secret_meant_for_something_else(name: str) -> None:
+    # A PR's spec picks both the URL and the variable: the runner would send that secret to the PR's server.
+    runtime = "  secret_env: [VLLM_API_KEY]\n  api_key_env: VLLM_API_KEY\n"
+    text = SPEC.replace("  image: vllm", runtime + "  image: vllm") + PROMETHEUS.format(name=name)
+    found = "\n".join(problems(text))
+    assert "analysis.prometheus.bearer_token_env:" in found, found
+    load(SPEC + PROMETHEUS.format(name="PROMETHEUS_TOKEN"))
+
+
+def test_the_prometheus_bearer_token_is_masked() -> None:
+    from bgdeploy.untrusted import secrets
+
+    secrets.forget_all()
+    try:
+        from bgdeploy.execute.prometheus_watch import register_token
+
+        register_token("prom-token-value-123")
+        assert secrets.mask("got prom-token-value-123") == "got ***"
+    finally:
+        secrets.forget_all()
