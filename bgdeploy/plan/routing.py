@@ -54,6 +54,7 @@ class RouterFacts:
     loaded_id: str | None  # the X-Bgdeploy-Config it answered with
     deployment: str | None  # the X-Bgdeploy-Deployment it answered with
     current: bool = True  # the router runs with the spec's settings (router.image, listen, bind)
+    failing: int = 0  # probes through the router answered by nginx with an error (502: it cannot reach a colour)
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,15 @@ def judge_router(
             f"nginx serves config {router.loaded_id or 'without an id'}, not the one on disk ({router.file_id}): "
             "a run was interrupted between writing the config and reloading nginx"
         )
+    if not problems and router.answered and router.failing:
+        # nginx resolves a container name when it loads its config: a colour that came back at another
+        # address (restarted after another container took its old one) is healthy on its own port while
+        # every request through nginx fails. A reload re-resolves it.
+        problems.append(
+            f"nginx answers {router.failing} of its probes with an error although "
+            f"{' and '.join(sorted(routed))} answer{'s' if len(routed) == 1 else ''} the health check directly: it "
+            "reaches them at a stale address (a container restarted at another address); reloading it"
+        )
     target = repair_weights(routed, colours, (live, previous))
     if target is None:
         return RouterJudgement(tuple(problems), None, stranded=True)
@@ -186,9 +196,12 @@ class ProbeTally:
     ids: set[str] = field(default_factory=set)
     deployments: set[str] = field(default_factory=set)
     colours: set[str] = field(default_factory=set)
+    failing: int = 0  # answers that were not 200
 
-    def add(self, headers: Mapping[str, str]) -> None:
+    def add(self, headers: Mapping[str, str], *, ready: bool = True) -> None:
         self.answered += 1
+        if not ready:
+            self.failing += 1
         if headers.get("x-bgdeploy-config"):
             self.ids.add(headers["x-bgdeploy-config"])
         if headers.get("x-bgdeploy-deployment"):

@@ -35,7 +35,7 @@ def _probe_router(session: Session) -> ProbeTally:
                 probe = client.probe(session.loaded.spec.health.path, timeout=5)
                 if probe.state == "loading":  # refused or reset: nothing listens
                     continue
-                tally.add(probe.headers)
+                tally.add(probe.headers, ready=probe.state == "ready")
     except TransportError:
         pass
     return tally
@@ -76,6 +76,7 @@ def judge(session: Session, state: HostState) -> RouterJudgement:
         loaded_id=tally.loaded_id(),
         deployment=tally.deployment(session.loaded.spec.name),
         current=router.running(),
+        failing=tally.failing,
     )
 
     def render_id(weights: Mapping[Colour, int]) -> str | None:
