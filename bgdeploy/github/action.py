@@ -454,7 +454,8 @@ class Runner:
                 deployment_id,
                 state,
                 log_url=self.ctx.run_url,
-                description=secret_registry.mask(description),
+                # Masked, then cut to GitHub's 140 characters: a cut first could leave a secret's start.
+                description=secret_registry.mask(description)[:140],
                 environment=environment,
                 environment_url=self.url or None,
             ),
@@ -470,7 +471,7 @@ class Runner:
 
     def finish_deployment(self, deployment_id: int, result: Result, environment: str) -> None:
         if result.outcome == "paused":
-            self.status(deployment_id, "in_progress", f"canary paused: {result.paused or ''}"[:140], environment)
+            self.status(deployment_id, "in_progress", f"canary paused: {result.paused or ''}", environment)
         elif result.outcome in ("deployed", "rolled-back", "aborted"):
             replaced = self.try_github(
                 "find the replaced deployment",
@@ -479,13 +480,13 @@ class Runner:
             # The final status names the release too (its payload holds the full record for offline plans).
             target = result.target
             what = f"{target.model} (spec {target.spec_hash[:12]})" if target else "the new release"
-            self.status(deployment_id, "success", f"{result.active_colour} serves {what}"[:140], environment)
+            self.status(deployment_id, "success", f"{result.active_colour} serves {what}", environment)
             if replaced is not None:
                 self.status(replaced.id, "inactive", "replaced", environment)
         elif result.outcome == "unchanged":
             self.status(deployment_id, "success", "unchanged: already live", environment)
         else:
-            self.status(deployment_id, "failure", (result.failure or "failed")[:140], environment)
+            self.status(deployment_id, "failure", result.failure or "failed", environment)
 
 
 def _gpu_facts(session: object) -> list[GpuFact]:

@@ -73,3 +73,20 @@ def test_inline_escaping_holds_for_unicode_separators(value: str) -> None:
     out = escape_inline(value)
     assert "<!--" not in out and "\u2028" not in out and "\u0085" not in out
     assert re.search(r"(?<!\\)\|", out) is None
+
+
+def test_a_deployment_status_is_masked_before_it_is_cut_to_githubs_140_characters() -> None:
+    from bgdeploy.github.action import Runner
+
+    sent: list[str] = []
+
+    class Fake:
+        def deployment_status(self, repo: str, deployment_id: int, state: str, **kw: object) -> None:
+            sent.append(str(kw["description"]))
+
+    result = Result("deploy", "chat", outcome="failed", failure="x" * 130 + " " + TOKEN)
+    Runner({"GITHUB_REPOSITORY": "o/r"}, [].append, github=Fake()).finish_deployment(  # type: ignore[arg-type]
+        1, result, "production"
+    )
+    (description,) = sent
+    _no_token(description[:140])
