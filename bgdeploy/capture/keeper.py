@@ -10,12 +10,14 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
+from bgdeploy.errors import DeployFailed
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.capture import CAPTURE_FILE, ROTATED_FILE, keeper_command
 from bgdeploy.plan.names import LABEL_PREFIX
 from bgdeploy.spec.models import Capture, size_bytes
 
 KEEPER_MOUNT = "/capture"
+KEEPER_SETTLE_S = 1.0  # a keeper that cannot run exits at once
 
 
 def capture_dir(session: Session) -> str:
@@ -74,6 +76,20 @@ def ensure(session: Session) -> None:
         engine.remove(name)
     session.out.say(f"capture: starting {name} (keeps the capture under {capture.max_bytes})")
     engine.run_keeper(name, image, keeper_command(limit), (directory, KEEPER_MOUNT), wanted)
+    # Without a working keeper nothing bounds the capture: a keeper that exits (an image without sh or
+    # coreutils) stops the deploy before the router captures anything.
+    clock = session.clock
+    deadline = clock.now() + KEEPER_SETTLE_S
+    while clock.now() < deadline:
+        info = engine.inspect(name)
+        if info is None or not info.running or info.restart_count > 0:
+            engine.remove(name)
+            raise DeployFailed(
+                f"the capture keeper {name} does not keep running in {image} (it needs sh, stat, tail and truncate); "
+                "use an image that has them (router.image in container mode, runtime.image in host mode) or turn "
+                "capture off"
+            )
+        clock.sleep(0.1)
 
 
 def retire(session: Session) -> None:

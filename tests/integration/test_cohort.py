@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -20,14 +21,17 @@ PER_USER = 2  # requests per user and step: both must land on the same colour
 
 
 def colours_by_user(dep: Deployment) -> dict[str, set[str]]:
-    seen: dict[str, set[str]] = {}
     body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": False}
-    with httpx.Client(base_url=dep.url, timeout=30) as client:
-        for _ in range(PER_USER):
-            for user in USERS:
-                answer = client.post("/v1/chat/completions", json=body, headers={"X-User-Id": user})
-                assert answer.status_code == 200, answer.text
-                seen.setdefault(user, set()).add(answer.headers["x-bgdeploy-colour"])
+
+    def ask(client: httpx.Client, user: str) -> tuple[str, str]:
+        answer = client.post("/v1/chat/completions", json=body, headers={"X-User-Id": user})
+        assert answer.status_code == 200, answer.text
+        return user, answer.headers["x-bgdeploy-colour"]
+
+    seen: dict[str, set[str]] = {}
+    with httpx.Client(base_url=dep.url, timeout=30) as client, ThreadPoolExecutor(max_workers=4) as pool:
+        for user, colour in pool.map(lambda u: ask(client, u), USERS * PER_USER):
+            seen.setdefault(user, set()).add(colour)
     return seen
 
 
