@@ -80,7 +80,7 @@ def run_fleet_mode(runner: Runner, loaded: LoadedSpec, mode: str) -> int:
         code = EXIT_DEPLOY_FAILED
     if deployment_id is not None:
         state = "failure" if result.outcome in FAILED else "success"
-        runner.status(deployment_id, state, (result.failure or f"{result.outcome} on {labels}")[:140], environment)
+        runner.status(deployment_id, state, result.failure or f"{result.outcome} on {labels}", environment)
     if spec.report.pr_comment:
         runner.comment(spec.name, markdown, mode)
     runner.set_outputs(
