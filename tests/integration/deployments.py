@@ -185,6 +185,12 @@ class Deployment:
         shutil.rmtree(self.state_dir(), ignore_errors=True)
 
 
+# A request sent on a keep-alive connection that nginx closed at that moment fails "without sending a response"
+# before any server saw it; clients (OpenAI's SDK: max_retries=2) send it again. Retried at most this often.
+KEEPALIVE_RACE = "without sending a response"
+KEEPALIVE_RETRIES = 2
+
+
 class Traffic:
     """Steady client traffic through the router (plain and streaming chats) in a background thread.
 
@@ -194,6 +200,7 @@ class Traffic:
     def __init__(self, url: str, max_seconds: float = 240) -> None:
         self.url = url
         self.sent = 0
+        self.retried = 0  # keep-alive races retried, as a real client does (at most KEEPALIVE_RETRIES each)
         self.failures: list[str] = []
         self.models: list[str] = []
         self.answers: list[tuple[float, str]] = []  # (when the request was sent, the model that answered)
@@ -222,10 +229,20 @@ class Traffic:
         with httpx.Client(timeout=30) as client:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 self.sent += 1
-                try:
-                    self._one(client, body, stream, time.monotonic())
-                except httpx.HTTPError as exc:
-                    self.failures.append(f"{'stream' if stream else 'plain'}: {type(exc).__name__}: {exc}")
+                sent_at = time.monotonic()
+                for attempt in range(KEEPALIVE_RETRIES + 1):
+                    try:
+                        self._one(client, body, stream, sent_at)
+                    except httpx.RemoteProtocolError as exc:
+                        # nginx closing an idle keep-alive connection (a reload's old worker) at the moment the
+                        # client reuses it: nothing reached a model, and OpenAI's SDK retries this by itself.
+                        if KEEPALIVE_RACE in str(exc) and attempt < KEEPALIVE_RETRIES:
+                            self.retried += 1
+                            continue
+                        self.failures.append(f"{'stream' if stream else 'plain'}: {type(exc).__name__}: {exc}")
+                    except httpx.HTTPError as exc:
+                        self.failures.append(f"{'stream' if stream else 'plain'}: {type(exc).__name__}: {exc}")
+                    break
                 time.sleep(0.02)
 
     def _one(self, client: httpx.Client, body: dict[str, Any], stream: bool, sent_at: float) -> None:
