@@ -119,11 +119,12 @@ class Policy(_Section):
         default=None, pattern=SIZE_PATTERN, description="Largest runtime.shm_size allowed, e.g. 32g (absent: any)."
     )
     args_deny: list[Glob] = Field(
-        default_factory=lambda: ["--trust-remote-code*"],
+        default_factory=lambda: ["--trust-remote-code*", "--config"],
         description=(
             "Glob patterns of server arguments a spec may not pass (runtime.args, and runtime.command when "
             "allowed), matched against each argument and its `--flag` part before '='. Default: "
-            "--trust-remote-code, which runs code from the model's repository."
+            "--trust-remote-code, which runs code from the model's repository, and --config, which reads more "
+            "flags (that one too) from a file in the container."
         ),
     )
     command_override: bool = Field(

@@ -96,3 +96,11 @@ def test_the_prometheus_bearer_token_is_masked() -> None:
         assert secrets.mask("got prom-token-value-123") == "got ***"
     finally:
         secrets.forget_all()
+
+
+@pytest.mark.parametrize("args", [("--config", "/cache/x.yaml"), ("--config=/cache/x.yaml",), ("--conf=x",)])
+def test_a_vllm_config_file_cannot_bring_denied_flags_back_by_default(args: tuple[str, ...]) -> None:
+    # vLLM reads flags from --config FILE (e.g. trust-remote-code: true from a file a model left in a shared cache).
+    found = violations(with_args(*args))
+    assert len(found) == 1 and "runtime.args[0]" in found[0], found
+    assert violations(with_args("--config-format", "auto")) == []
