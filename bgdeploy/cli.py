@@ -363,7 +363,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     finally:
         host.close()
     model = args.model or DEFAULT_MODEL
-    text = render(facts, name=args.name, model=model, gated=args.gated or looks_gated(model), listen=args.listen)
+    gated = args.gated or looks_gated(model)
+    if args.model and not gated and not args.yes and sys.stdin.isatty():
+        print(f"Does {model} need a Hugging Face token (a gated model)? [y/N] ", end="", file=sys.stderr, flush=True)
+        gated = sys.stdin.readline().strip().lower() in ("y", "yes")
+    text = render(facts, name=args.name, model=model, gated=gated, listen=args.listen)
     with output.open("x") as handle:  # exclusive: never over a file that appeared meanwhile
         handle.write(text)
     loaded = load_spec(str(output))

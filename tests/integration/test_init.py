@@ -3,6 +3,8 @@ a real H200's output), a spec that validates and, with the testbed's images, dep
 
 from __future__ import annotations
 
+import os
+import pty
 import subprocess
 import sys
 from typing import Any
@@ -75,3 +77,28 @@ def test_init_asks_for_the_key_and_checks_a_given_one(dep: Deployment, testbed: 
     right = init(dep, "--host-key", testbed.host_key)
     ok(right)
     assert yaml.safe_load(dep.spec_path.read_text())["target"]["host_key"] == testbed.host_key
+
+
+def test_init_asks_on_a_terminal_whether_the_model_is_gated(dep: Deployment, testbed: Testbed) -> None:
+    address = f"{testbed.user}@{testbed.host}:{testbed.port}"
+    argv = [sys.executable, "-m", "bgdeploy", "init", address, "-o", str(dep.spec_path), "--name", dep.name]
+    argv += ["--host-key", testbed.host_key, "--model", "acme/private-model"]
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=secondary,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dep.environ(),
+            cwd=REPO_ROOT,
+        )
+        os.write(primary, b"y\n")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert proc.returncode == 0, (out, err)
+    assert "Does acme/private-model need a Hugging Face token" in err
+    assert yaml.safe_load(dep.spec_path.read_text())["runtime"]["secret_env"] == ["HF_TOKEN"]
