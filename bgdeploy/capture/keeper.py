@@ -58,7 +58,6 @@ def ensure(session: Session) -> None:
     with the current bound. With capture off: no keeper and no captured data left behind."""
     capture = capture_settings(session)
     if capture is None:
-        retire(session)
         return
     directory = capture_dir(session)
     # Created here, not by nginx (which would make it root's and world-readable).
@@ -92,15 +91,18 @@ def ensure(session: Session) -> None:
         clock.sleep(0.1)
 
 
-def retire(session: Session) -> None:
-    """Capture is off: stop the keeper and delete what was captured."""
+def retire_if_off(session: Session) -> None:
+    """Capture is off (and the router's config no longer captures): stop the keeper, delete the capture."""
+    if capture_settings(session) is not None:
+        return
     engine = session.engine
     name = keeper_name(session)
     had_keeper = engine.inspect(name) is not None
     if had_keeper:
         engine.remove(name)
-    if had_keeper or session.host.run(["test", "-d", capture_dir(session)], timeout=30).ok:
-        purge_files(session)
+    directory = capture_dir(session)
+    if had_keeper or session.host.run(["test", "-d", directory], timeout=30).ok:
+        session.host.run(["rm", "-rf", "--", directory], timeout=60).raise_for_status("delete the captured requests")
         session.out.say("capture: off; the keeper is stopped and the captured requests are deleted")
 
 

@@ -58,7 +58,7 @@ def apply_weights(
     path = router.config_path
     text = router.render({c: w for c, w in weights.items() if w > 0}, colour_infos(session))
     host.makedirs(session.layout.router_logs)
-    # The capture file and its keeper exist before nginx opens the file (or are gone when capture is off).
+    # With capture on, the capture file and its keeper exist before nginx opens the file.
     capture_keeper.ensure(session)
     old = host.read_file(path)
     if old is not None and old.decode(errors="replace") == text:
@@ -80,6 +80,8 @@ def apply_weights(
                 session.warn(f"restoring the previous router config failed too: {restore_error}")
             raise DeployFailed(f"{exc}; the previous router config was put back") from exc
         raise
+    # With capture off, what an earlier config captured goes once nginx no longer writes it.
+    capture_keeper.retire_if_off(session)
 
 
 def _load(session: Session, path: str, old: bytes | None) -> None:
