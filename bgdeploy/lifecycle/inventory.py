@@ -160,7 +160,12 @@ def _describe(entry: Row, by_name: dict[str, SeenContainer], seen: SeenState | N
     fix = f"clean it with `bgdeploy remove --name {entry.name} -f SPEC` (any spec for this host)"
     has_containers = bool(entry.containers)
     if not entry.state and has_containers:
-        entry.leftovers.append(f"containers with no state ({', '.join(sorted(entry.containers))}): {fix}")
+        # The state lives in the deploying user's home: a deployment made by another user (or with
+        # transport: local as root) shows up here as containers without one.
+        entry.leftovers.append(
+            f"containers with no state in this user's ~/.bgdeploy ({', '.join(sorted(entry.containers))}; "
+            f"deployed by another user?): {fix}"
+        )
     if not entry.state and entry.network and not has_containers:
         entry.leftovers.append(f"network {NETWORK_PREFIX}{entry.name} with no state and no container: {fix}")
     elif not entry.state and entry.network:
