@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from bgdeploy.errors import DeployFailed
+from bgdeploy.execute import colours
 from bgdeploy.execute.canary import clear, record
 from bgdeploy.execute.deploy import Cycle, finish
 from bgdeploy.execute.observe import observe, release_of
@@ -79,10 +80,35 @@ def promote(session: Session, *, full: bool) -> None:
     finish(cycle, first="switch")
 
 
+def _old_colour_ready(session: Session, canary: CanaryState) -> None:
+    """The old colour must run and answer before traffic goes back to it: the undo would otherwise take the
+    routing away and remove the canary's colour, the only one serving (an outage). A stopped old colour is
+    started and health-checked, as a rollback does; one that cannot serve refuses the abort, changing nothing."""
+    name = session.layout.container(canary.old)
+    info = session.engine.inspect(name, session.loaded.spec.runtime.port)
+    if info is not None and info.running:
+        return
+    keep = f"{canary.new} keeps serving; `bgdeploy promote --full` makes it live, or fix {canary.old} and abort again"
+    if info is None:
+        raise DeployFailed(
+            f"cannot abort: the old colour {canary.old} has no container to send traffic back to; {keep}"
+        )
+    session.out.say(f"abort: {canary.old} is {info.status}: starting it again before sending traffic back")
+    with session.phase("start"):
+        session.engine.start(name, session.loaded.spec.runtime.port)
+    try:
+        with session.phase("wait-ready"):
+            colours.wait_ready(session, canary.old)
+    except DeployFailed as exc:
+        session.engine.stop(name, timeout=10)
+        raise DeployFailed(f"cannot abort: {canary.old} did not become ready again ({exc}); {keep}") from exc
+
+
 def abort(session: Session) -> None:
     """Send all traffic back to the old colour and remove the canary's new colour."""
     with session.phase("observe"):
         cycle, canary = _resume(session, need_new=False)
+    _old_colour_ready(session, canary)
     session.out.say(f"abort: sending all traffic back to {canary.old}, removing {canary.new}")
     with session.phase("abort"):
         cycle.undo()

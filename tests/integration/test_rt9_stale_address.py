@@ -77,3 +77,20 @@ def test_a_live_colour_back_at_a_new_address_is_reported_and_repaired(dep: Deplo
     assert _through_router(dep) == 200
     assert dep.serving_model() == "acme/chat-v1"
     assert dep.run("status").returncode == 0
+
+
+def test_abort_after_the_old_colour_stopped_starts_it_again_instead_of_removing_everything(
+    dep: Deployment, docker_client: Any
+) -> None:
+    from tests.integration.test_canary import canary
+
+    dep.write("acme/chat-v1")
+    ok(dep.run("deploy"))
+    dep.write("acme/chat-v2", rollout=canary([(10, "2s")], auto_promote=False, rollback_on={"min_requests": 1000}))
+    ok(dep.run("deploy"))  # paused at 10% (inconclusive: too few requests to judge)
+    docker_client.containers.get(f"bgdeploy-{dep.name}-blue").stop(timeout=5)  # the old colour is stopped
+
+    out = ok(dep.run("abort"))
+    assert dep.serving_model() == "acme/chat-v1", out
+    assert dep.chat().headers["x-bgdeploy-colour"] == "blue"
+    assert dep.run("status").returncode == 0
