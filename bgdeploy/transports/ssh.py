@@ -13,6 +13,7 @@ import contextlib
 import functools
 import hashlib
 import io
+import logging
 import posixpath
 import select
 import shlex
@@ -32,6 +33,18 @@ from bgdeploy.transports.forward import PortForward
 
 if TYPE_CHECKING:
     import docker
+
+
+class _ExpectedChannelFailures(logging.Filter):
+    """Drops paramiko's ERROR line for a refused port forward: while a model loads nothing listens on its port,
+    so every readiness probe is refused; `PortForward` turns that into "not ready yet", and the line, which
+    paramiko prints through logging's last-resort handler, would only alarm the user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Secsh channel") or "open FAILED" not in str(record.msg)
+
+
+logging.getLogger("paramiko.transport").addFilter(_ExpectedChannelFailures())
 
 # Keep the Docker API to a few channels: sshd's MaxSessions (10 by default) counts them.
 _DOCKER_POOL = 4
