@@ -80,12 +80,16 @@ def run(args: argparse.Namespace, command: str, loaded: LoadedSpec) -> int:
 
 
 def _write_outputs(args: argparse.Namespace, result: FleetResult) -> None:
+    # Files do not pass the masking stdout/stderr: mask here, as the single-host outputs do (a host's failure
+    # can quote a container log line with a secret_env value or the API key).
+    from bgdeploy.untrusted.secrets import mask, mask_json
+
     if getattr(args, "json", None) == "-":  # `--json` alone: the JSON on stdout, as for one host
-        sys.stdout.write(result.to_json())
+        sys.stdout.write(mask_json(result.to_json()))
     elif getattr(args, "json", None):
-        Path(args.json).write_text(result.to_json())
+        Path(args.json).write_text(mask_json(result.to_json()))
     if getattr(args, "report", None):
-        Path(args.report).write_text(render_fleet(result))
+        Path(args.report).write_text(mask(render_fleet(result)))
 
 
 def _print_plan(result: FleetResult) -> None:

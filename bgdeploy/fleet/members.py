@@ -7,6 +7,8 @@ whose release is already live stays unchanged.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bgdeploy.errors import UsageError
@@ -58,17 +60,46 @@ def members(spec: Spec) -> list[Member]:
 
 
 def select(all_members: list[Member], wanted: str | None) -> list[Member]:
-    """The members named by --host (a label, an address or a host name), or all of them."""
+    """The one member --host names (its label, its address or its host name), or all of them.
+
+    A label is exact (labels are unique), so it wins; otherwise the name must fit exactly one host: two hosts
+    behind one name (two ports of one address, or a label that is another host's address) are refused rather
+    than the first one picked.
+    """
     if wanted is None:
         return all_members
-    found = [m for m in all_members if wanted in (m.label, m.host, m.address)]
+    found = [m for m in all_members if m.label == wanted]
+    if not found:
+        found = [m for m in all_members if m.address == wanted] or [m for m in all_members if m.host == wanted]
     if not found:
         known = ", ".join(m.label for m in all_members)
         raise UsageError(f"--host {wanted}: no such host in target.hosts (known: {known})")
+    if len(found) > 1:
+        raise UsageError(
+            f"--host {wanted} names {len(found)} hosts ({', '.join(m.label for m in found)}); "
+            "give one label or HOST:PORT"
+        )
     return found
 
 
-def lock_order(chosen: list[Member]) -> list[Member]:
+def lock_key(host: str) -> str:
+    """A host name as DNS compares it: case and a trailing dot do not make another host."""
+    return host.lower().rstrip(".")
+
+
+def lock_order(chosen: list[Member], resolve: Callable[[str], str] | None = None) -> list[Member]:
     """The order locks are taken in: by address, the same for every spec that names these hosts, so two
-    fleet deploys over overlapping hosts cannot each hold a lock the other waits for."""
-    return sorted(chosen, key=lambda m: (m.host, m.port))
+    fleet deploys over overlapping hosts cannot each hold a lock the other waits for.
+
+    `resolve` gives a host's IP address, so `10.0.0.2` and a name for it sort alike; a name it cannot resolve
+    sorts by its normalised spelling.
+    """
+
+    def key(m: Member) -> tuple[str, int]:
+        name = lock_key(m.host)
+        if resolve is not None:
+            with contextlib.suppress(OSError, KeyError, UnicodeError):
+                name = resolve(m.host)
+        return name, m.port
+
+    return sorted(chosen, key=key)

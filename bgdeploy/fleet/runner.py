@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -178,12 +179,19 @@ class FleetBlocked(DeployFailed):
 # -- locks ------------------------------------------------------------------------------------------------
 
 
+def resolve_address(host: str) -> str:
+    """The lowest IP address `host` resolves to here: the same for every spelling of one host (an IP, a name,
+    another case), so the lock order is too. Raises OSError when it does not resolve (the name is used)."""
+    found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return min(str(info[4][0]) for info in found)
+
+
 def lock_all(fleet: Fleet, *, lock_wait: float, unlock: bool) -> None:
     """Take every host's deploy lock, one after the other in a fixed order (by address), so that two fleet
     deploys over the same hosts cannot each hold a lock the other waits for. Any lock held elsewhere:
     release ours and refuse (FleetBlocked), nothing changed."""
     by_index = {node.member.index: node for node in fleet.nodes}
-    for member in lock_order([n.member for n in fleet.nodes]):
+    for member in lock_order([n.member for n in fleet.nodes], resolve=resolve_address):
         node = by_index[member.index]
         session = node.session
         if unlock:
@@ -342,13 +350,21 @@ def deploy_fleet(fleet: Fleet, *, force: bool = False) -> None:
         failed = [n for n in fleet.nodes if n.report.outcome == "failed" or n.report.failure]
         gate_failed = [n for n in batch if n.report.outcome == "failed" and n in switched]
         if too_many_failures(len(failed), settings.max_failed_hosts):
-            fleet.result.failure = (
+            stopped = (
                 f"{len(failed)} host(s) failed ({', '.join(n.member.label for n in failed)}), more than "
-                f"rollout.fleet.max_failed_hosts ({settings.max_failed_hosts}): the rollout stopped at batch "
-                f"{number} and every host it switched was rolled back"
+                f"rollout.fleet.max_failed_hosts ({settings.max_failed_hosts}): the rollout stopped at batch {number}"
             )
-            fleet.say(fleet.result.failure)
-            roll_back(fleet, [n for n in switched if n.report.outcome == "deployed"] + gate_failed)
+            fleet.say(stopped)
+            back = [n for n in switched if n.report.outcome == "deployed"] + gate_failed
+            roll_back(fleet, back)
+            stuck = [
+                n.member.label for n in back if n.report.rollback is None or n.report.rollback.outcome != "rolled-back"
+            ]
+            fleet.result.failure = stopped + (
+                f"; the rollback failed on {', '.join(stuck)} (still on the new release: `bgdeploy rollback --host`)"
+                if stuck
+                else " and every host it switched was rolled back"
+            )
             fleet.result.outcome = "failed"
             return
         # A host that failed the gate within the tolerance goes back on its own.
@@ -388,6 +404,11 @@ def _deploy_one(fleet: Fleet, node: Node, batch: int | None, force: bool) -> Non
     except BgdeployError as exc:  # a lost connection and the like: this host failed, the others go on
         result.outcome = "failed"
         result.failure = result.failure or str(exc)
+    except Exception as exc:  # an error nothing wrapped (a socket reset): still this host's failure
+        # Raised out of the batch, it would skip the fleet gate and the fleet-wide rollback of the hosts
+        # already switched; as this host's failure, the stop rule rolls them back.
+        result.outcome = "failed"
+        result.failure = result.failure or f"internal error on this host: {type(exc).__name__}: {exc}"
     finally:
         result.duration_s = round(time.monotonic() - started, 3)
         report.seconds = result.duration_s
@@ -434,10 +455,15 @@ def roll_back(fleet: Fleet, nodes: Sequence[Node]) -> None:
             rollback(node.session)
             node.report.outcome = "rolled-back"
             node.report.after = node.report.before
-        except BgdeployError as exc:
+        except Exception as exc:  # one host's rollback failing must not stop the others'
+            why = str(exc) if isinstance(exc, BgdeployError) else f"internal error: {type(exc).__name__}: {exc}"
             result.outcome = "failed"
-            result.failure = result.failure or str(exc)
-            fleet.warn(f"{node.member.label}: the rollback did not finish: {exc}; run `bgdeploy rollback --host`")
+            result.failure = result.failure or why
+            # It still serves the new release: a failed host, not a deployed one.
+            node.report.outcome = "failed"
+            earlier = f"{node.report.failure}; " if node.report.failure else ""  # a failed gate stays said
+            node.report.failure = f"{earlier}the rollback did not finish: {why}"
+            fleet.warn(f"{node.member.label}: the rollback did not finish: {why}; run `bgdeploy rollback --host`")
         finally:
             result.duration_s = round(time.monotonic() - started, 3)
             _record(node, result, fleet, node.report.batch)

@@ -32,9 +32,11 @@ def fleet_findings(spec: Spec) -> Iterator[Finding]:
         if label in labels:
             yield (*where, "label"), f"label {label!r} is already used by host #{labels[label] + 1}; labels are unique"
         labels.setdefault(label, i)
-        if (member.host, port) in addresses:
-            yield (*where, "host"), f"{member.host}:{port} is already host #{addresses[(member.host, port)] + 1}"
-        addresses.setdefault((member.host, port), i)
+        # As DNS compares names: GPU-A, gpu-a and gpu-a. are one host (two entries would deploy to it twice).
+        address = (member.host.lower().rstrip("."), port)
+        if address in addresses:
+            yield (*where, "host"), f"{member.host}:{port} is already host #{addresses[address] + 1}"
+        addresses.setdefault(address, i)
         if member.host_key is not None and member.known_hosts is not None:
             yield (*where, "known_hosts"), "give host_key or known_hosts, not both"
         if member.host_key is not None:

@@ -1,0 +1,223 @@
+"""Red-team tests of the fleet's promises (RT11), on scripted hosts: no network, no sleeps.
+
+Each test is one way the fleet could break a promise of issue #11: a rollback failing during the fleet-wide
+rollback, a host whose connection drops mid-batch with an unexpected error, --host naming two hosts, locks
+taken in an order that depends on how a spec spells a host, secrets in --json / --report files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from bgdeploy.errors import DeployFailed, TransportError, UsageError
+from bgdeploy.execute.session import Output
+from bgdeploy.fleet import command, runner
+from bgdeploy.fleet.members import lock_order, members, select
+from bgdeploy.fleet.result import FleetResult, HostReport
+from bgdeploy.plan.result import Result
+from bgdeploy.plan.state import Release
+from bgdeploy.untrusted import secrets
+from tests.unit.conftest import HOST_KEY, load
+
+
+def spec_text(hosts: list[str], fleet: str = "{batch: 1}") -> str:
+    listed = "".join(f"    - {h}\n" for h in hosts)
+    return f"""\
+version: 1
+name: chat
+target:
+  host_key: "{HOST_KEY}"
+  hosts:
+{listed}model:
+  name: m2
+runtime:
+  image: img
+rollout:
+  fleet: {fleet}
+"""
+
+
+def release(model: str, colour: str) -> Release:
+    return Release(colour=colour, model=model, image="img", spec_hash="x", deployed_at="now")  # type: ignore[arg-type]
+
+
+def scripted(
+    monkeypatch: pytest.MonkeyPatch, hosts: int, fleet: str, deploy_does: dict[str, Any], rollback_does: dict[str, Any]
+) -> tuple[runner.Fleet, list[str]]:
+    """A fleet of `hosts` scripted hosts h1..hN; deploy_does/rollback_does: label -> exception to raise."""
+    loaded = load(spec_text([f"{{host: 10.0.0.{i + 1}, label: h{i + 1}}}" for i in range(hosts)], fleet))
+    calls: list[str] = []
+    guard = threading.Lock()
+    nodes = []
+    for m in members(loaded.spec):
+        session = SimpleNamespace(loaded=SimpleNamespace(spec=m.spec), label=m.label, result=None)
+        nodes.append(runner.Node(m, session, HostReport(m.label, m.address)))  # type: ignore[arg-type]
+    result = FleetResult(command="deploy", name="chat", hosts=[n.report for n in nodes])
+    clock = SimpleNamespace(sleep=lambda s: None, now=lambda: 0.0)
+    fleet = runner.Fleet(loaded, nodes, result, Output(stream=io.StringIO()), clock)  # type: ignore[arg-type]
+
+    def preflight(fleet: runner.Fleet, **_: Any) -> None:
+        for node in fleet.nodes:
+            node.session.result = Result(command="plan", name="chat")
+            node.session.result.plan = SimpleNamespace(unchanged=False)  # type: ignore[assignment]
+            node.report.before = release("m1", "blue")
+
+    def deploy(session: Any, force: bool = False) -> None:
+        with guard:
+            calls.append(f"deploy {session.label}")
+        if session.label in deploy_does:
+            raise deploy_does[session.label]
+        session.result.outcome = "deployed"
+        session.result.target = release("m2", "green")
+        session.result.active_colour = "green"
+
+    def rollback(session: Any) -> None:
+        with guard:
+            calls.append(f"rollback {session.label}")
+        if session.label in rollback_does:
+            raise rollback_does[session.label]
+        session.result.outcome = "rolled-back"
+
+    monkeypatch.setattr(runner, "preflight", preflight)
+    monkeypatch.setattr(runner, "deploy", deploy)
+    monkeypatch.setattr(runner, "rollback", rollback)
+    monkeypatch.setattr(runner, "gate", lambda node: None)
+    monkeypatch.setattr(runner, "_record", lambda *a: None)
+    return fleet, calls
+
+
+def outcomes(fleet: runner.Fleet) -> dict[str, str]:
+    return {n.member.label: n.report.outcome for n in fleet.nodes}
+
+
+# -- a rollback failing during the fleet-wide rollback ---------------------------------------------------
+
+
+def test_a_rollback_that_fails_does_not_stop_the_others_and_the_report_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet, calls = scripted(
+        monkeypatch,
+        4,
+        "{first_batch: 2, batch: 1}",
+        {"h3": DeployFailed("validation of green failed")},
+        {"h1": TransportError("the connection to 10.0.0.1 dropped")},
+    )
+    runner.deploy_fleet(fleet)
+    assert fleet.result.outcome == "failed"
+    assert "rollback h2" in calls and "rollback h1" in calls
+    assert outcomes(fleet)["h2"] == "rolled-back" and outcomes(fleet)["h4"] == "untouched"
+    # h1 still serves the new release: not "deployed" as if all went well, and the failure does not claim
+    # that every switched host was rolled back.
+    assert outcomes(fleet)["h1"] == "failed"
+    assert "h1" in fleet.result.hosts_failed and "h1" not in fleet.result.hosts_deployed
+    failure = fleet.result.failure or ""
+    assert "every host it switched was rolled back" not in failure
+    assert "h1" in failure and "rollback" in failure
+
+
+def test_an_unexpected_error_in_one_rollback_still_rolls_back_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet, calls = scripted(
+        monkeypatch,
+        3,
+        "{first_batch: 2, batch: 1}",
+        {"h3": DeployFailed("validation of green failed")},
+        {"h1": EOFError()},
+    )
+    runner.deploy_fleet(fleet)  # no exception out of the fleet: its result says what happened
+    assert "rollback h2" in calls and "rollback h1" in calls
+    assert outcomes(fleet) == {"h1": "failed", "h2": "rolled-back", "h3": "failed"}
+    assert fleet.result.outcome == "failed"
+    assert "h1" in (fleet.result.failure or "")
+
+
+# -- a connection that drops mid-batch with an error the transport did not wrap ---------------------------
+
+
+def test_an_unexpected_error_mid_batch_fails_that_host_and_rolls_back_the_fleet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet, calls = scripted(
+        monkeypatch, 4, "{first_batch: 1, batch: 2}", {"h3": ConnectionResetError(104, "Connection reset by peer")}, {}
+    )
+    runner.deploy_fleet(fleet)
+    assert fleet.result.outcome == "failed"
+    assert "rollback h1" in calls and "rollback h2" in calls  # h2 was switched in the same batch as h3
+    assert outcomes(fleet) == {"h1": "rolled-back", "h2": "rolled-back", "h3": "failed", "h4": "untouched"}
+    assert "Connection reset by peer" in (fleet.nodes[2].report.failure or "")
+
+
+# -- --host ------------------------------------------------------------------------------------------------
+
+
+def test_host_naming_two_hosts_is_refused_not_the_first_picked() -> None:
+    # Two hosts at one address (two sshd ports): the address without a port names both.
+    spec = load(spec_text(["{host: 10.0.0.1, port: 2201}", "{host: 10.0.0.1, port: 2202}"])).spec
+    with pytest.raises(UsageError, match="names 2 hosts"):
+        select(members(spec), "10.0.0.1")
+    assert [m.port for m in select(members(spec), "10.0.0.1:2202")] == [2202]
+
+
+def test_a_label_names_its_own_host_even_when_it_is_another_hosts_address() -> None:
+    spec = load(spec_text(["{host: 10.0.0.1, label: 10.0.0.2}", "{host: 10.0.0.2, label: b}"])).spec
+    assert [m.host for m in select(members(spec), "10.0.0.2")] == ["10.0.0.1"]  # labels are unique: exact
+
+
+def test_host_that_matches_nothing_lists_the_known_hosts() -> None:
+    spec = load(spec_text(["{host: 10.0.0.1, label: a}", "{host: 10.0.0.2, label: b}"])).spec
+    with pytest.raises(UsageError, match=r"known: a, b"):
+        select(members(spec), "c")
+
+
+# -- lock order --------------------------------------------------------------------------------------------
+
+
+def test_the_lock_order_does_not_depend_on_how_a_spec_spells_a_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    names = {"gpu-two": "10.0.0.2", "GPU-TWO.": "10.0.0.2", "gpu-three": "10.0.0.3", "10.0.0.2": "10.0.0.2"}
+    resolve = names.__getitem__
+    a = members(load(spec_text(["{host: 10.0.0.2, port: 22}", "{host: gpu-three}"])).spec)
+    b = members(load(spec_text(["{host: gpu-three}", "{host: gpu-two}"])).spec)
+    c = members(load(spec_text(["{host: GPU-TWO.}", "{host: gpu-three}"])).spec)
+    order = [[resolve(m.host) for m in lock_order(x, resolve=resolve)] for x in (a, b, c)]
+    assert order == [["10.0.0.2", "10.0.0.3"]] * 3
+
+
+def test_a_name_that_does_not_resolve_locally_sorts_by_its_normalised_spelling() -> None:
+    def nowhere(host: str) -> str:
+        raise OSError("not resolvable here")
+
+    a = members(load(spec_text(["{host: Gpu-B.example.}", "{host: gpu-a.example}"])).spec)
+    b = members(load(spec_text(["{host: gpu-b.example}", "{host: GPU-A.example}"])).spec)
+    assert [m.host.lower().rstrip(".") for m in lock_order(a, resolve=nowhere)] == ["gpu-a.example", "gpu-b.example"]
+    assert [m.host.lower().rstrip(".") for m in lock_order(b, resolve=nowhere)] == ["gpu-a.example", "gpu-b.example"]
+
+
+def test_one_host_spelled_twice_is_refused_by_validation() -> None:
+    from tests.unit.conftest import problems
+
+    found = problems(spec_text(["{host: GPU-A.example}", "{host: gpu-a.example.}"]))
+    assert any("already host #1" in p for p in found), found
+
+
+# -- secrets in the files a fleet command writes -----------------------------------------------------------
+
+
+def test_fleet_json_and_report_files_are_masked(tmp_path: Path) -> None:
+    secret = "hf_rt11SuperSecretTokenValue"
+    secrets.register(secret)
+    try:
+        host = HostReport("h1", "10.0.0.1:22", outcome="failed", failure=f"container log: token={secret}")
+        host.result = Result(command="deploy", name="chat", failure=f"green logged {secret}")
+        result = FleetResult(command="deploy", name="chat", hosts=[host], warnings=[f"w {secret}"])
+        args = argparse.Namespace(json=str(tmp_path / "out.json"), report=str(tmp_path / "report.md"))
+        command._write_outputs(args, result)
+        for name in ("out.json", "report.md"):
+            text = (tmp_path / name).read_text()
+            assert secret not in text and ("***" in text or "\\*\\*\\*" in text), name
+    finally:
+        secrets.forget_all()
