@@ -13,7 +13,8 @@ from bgdeploy.untrusted.secrets import mask
 
 # A zero-width joiner after @ keeps "@someone" from pinging (GitHub needs a word boundary before the login).
 _NO_MENTION = "@\u200d"
-_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+# `$` too: GitHub renders $…$ as math, where \color and \huge would let a value dress up as a verdict.
+_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|~$])")
 
 
 def escape_inline(text: str, limit: int = 120) -> str:

@@ -90,3 +90,9 @@ def test_a_deployment_status_is_masked_before_it_is_cut_to_githubs_140_character
     )
     (description,) = sent
     _no_token(description[:140])
+
+
+def test_inline_values_cannot_open_githubs_math_mode() -> None:
+    # GitHub renders $…$ and $$…$$ as math: \color and \huge would let a model answer dress up as our verdict.
+    out = escape_inline(r"$\color{green}{\huge\textsf{Deployed}}$ and $$x$$")
+    assert re.search(r"(?<!\\)\$", out) is None, out
