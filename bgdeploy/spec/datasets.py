@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
@@ -25,6 +25,9 @@ from bgdeploy.spec.yaml_source import dotted
 
 # One line longer than this is refused instead of being read into memory.
 MAX_LINE_BYTES = 1024 * 1024
+# Deeper JSON than this is refused: Python's json, pydantic and jsonschema recurse, and a line of `[[[[...` (or a
+# json_schema nested as deep) would otherwise end the whole spec check with a RecursionError instead of FILE:LINE.
+MAX_DEPTH = 64
 # After this many bad lines a file's further problems are summed up in one, so a wrong file cannot flood the output.
 MAX_PROBLEMS_PER_FILE = 20
 
@@ -85,6 +88,19 @@ def _pydantic_problems(file: str, line: int, exc: ValidationError) -> Iterator[P
         yield _line_problem(file, line, 1, loc, message)
 
 
+def _too_deep(data: Any) -> bool:
+    """Whether `data` nests lists and objects deeper than MAX_DEPTH (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def parse_line(raw: bytes, file: str, line: int) -> tuple[Prompt | None, list[Problem]]:
     """One line as a prompt (None for a blank line), with what is wrong with it."""
     if len(raw) > MAX_LINE_BYTES:
@@ -96,10 +112,17 @@ def parse_line(raw: bytes, file: str, line: int) -> tuple[Prompt | None, list[Pr
         return None, [_line_problem(file, line, exc.start + 1, (), "not UTF-8; save the file as UTF-8")]
     if not text.strip():
         return None, []
+    deep = f"nested deeper than {MAX_DEPTH} levels; flatten the prompt"
     try:
         data: Any = json.loads(text)
     except json.JSONDecodeError as exc:
         return None, [_line_problem(file, line, exc.colno, (), f"not JSON ({exc.msg}); each line is one JSON object")]
+    except RecursionError:
+        return None, [_line_problem(file, line, 1, (), deep)]
+    except ValueError:  # an integer of more digits than Python converts (4300 by default)
+        return None, [_line_problem(file, line, 1, (), "not usable JSON (a number with thousands of digits)")]
+    if _too_deep(data):
+        return None, [_line_problem(file, line, 1, (), deep)]
     if not isinstance(data, dict):
         return None, [_line_problem(file, line, 1, (), 'a line must be a JSON object such as {"chat": "..."}')]
     named = "name" in data
@@ -115,13 +138,32 @@ def parse_line(raw: bytes, file: str, line: int) -> tuple[Prompt | None, list[Pr
     return prompt.model_copy(update={"name": qualified}), []
 
 
+def _lines(handle: BinaryIO) -> Iterator[bytes]:
+    """The file's lines, each read with a bound: of a longer line only its first MAX_LINE_BYTES + 1 bytes are
+    held (enough for parse_line to refuse it), the rest is skipped in chunks, so one huge line costs no memory."""
+    while True:
+        raw = handle.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while True:
+                rest = handle.readline(MAX_LINE_BYTES)
+                if not rest or rest.endswith(b"\n"):
+                    break
+        yield raw
+
+
 def load_dataset(dataset: Dataset, spec_dir: Path, root: Path) -> tuple[LoadedDataset, list[Problem]]:
     """Read one eval set line by line: every line checked, a seeded reservoir sample of the prompts kept.
 
     Raises ValueError when the file cannot be used at all (outside the checkout, missing, unreadable).
     """
     target = confined_path(dataset.path, spec_dir, root)
-    if not target.is_file():
+    try:
+        is_file = target.is_file()
+    except OSError as exc:  # a name too long, a loop of symlinks...
+        raise ValueError(f"cannot read it: {exc.strerror}") from exc
+    if not is_file:
         raise ValueError("no such file (paths are relative to the spec file); create it or fix the path")
     rng = random.Random(dataset.seed)
     kept: list[tuple[int, Prompt]] = []
@@ -131,7 +173,7 @@ def load_dataset(dataset: Dataset, spec_dir: Path, root: Path) -> tuple[LoadedDa
     bad = 0
     try:
         with target.open("rb") as handle:
-            for number, raw in enumerate(handle, start=1):
+            for number, raw in enumerate(_lines(handle), start=1):
                 prompt, found = parse_line(raw.rstrip(b"\r\n"), dataset.path, number)
                 if found:
                     bad += 1
