@@ -191,6 +191,16 @@ def lock_all(fleet: Fleet, *, lock_wait: float, unlock: bool) -> None:
     deploys over the same hosts cannot each hold a lock the other waits for. Any lock held elsewhere:
     release ours and refuse (FleetBlocked), nothing changed."""
     by_index = {node.member.index: node for node in fleet.nodes}
+    try:
+        _lock_in_order(fleet, by_index, lock_wait=lock_wait, unlock=unlock)
+    except BaseException:
+        # Ctrl-C, SIGTERM or an unexpected error half way: the locks already taken go too (else they would
+        # block the next deploy of these hosts until they are stale).
+        release_all(fleet)
+        raise
+
+
+def _lock_in_order(fleet: Fleet, by_index: dict[int, Node], *, lock_wait: float, unlock: bool) -> None:
     for member in lock_order([n.member for n in fleet.nodes], resolve=resolve_address):
         node = by_index[member.index]
         session = node.session
@@ -246,9 +256,12 @@ def preflight(fleet: Fleet, *, force: bool = False, pull: bool = True) -> None:
 
     Checks per host: a readable state, no canary in progress, the GPU fit, the router port, the host policy
     (all as the single-host plan checks them) and the image: one missing is pulled now, and a pull that fails
-    is a blocker, since it would fail mid-rollout otherwise. Changes nothing that serves.
+    is a blocker, since it would fail mid-rollout otherwise. Images are pulled only once every host passed its
+    checks: a blocker anywhere leaves every host as it was, its disk included. Changes nothing that serves.
     """
     started = time.monotonic()
+    to_pull: list[Node] = []
+    pull_lock = threading.Lock()
 
     def check(node: Node) -> None:
         session = node.session
@@ -275,19 +288,26 @@ def preflight(fleet: Fleet, *, force: bool = False, pull: bool = True) -> None:
             report.blockers.append(planned.failure or "preflight failed")
         if planned.policy is not None and planned.policy.problems:
             return  # the host policy refuses this spec: not even its image is pulled there
-        image = session.loaded.spec.runtime.image
         if pull and not force and plan.unchanged:
             return
-        if pull and any(s.kind == "pull-image" and not s.skip for s in plan.steps):
-            session.out.say(f"preflight: {image} is not on the host; pulling it now")
-            try:
-                session.engine.pull(image)
-            except BgdeployError as exc:
-                report.blockers.append(
-                    f"the image {image} is not on this host and could not be pulled ({exc}); load or push it there"
-                )
+        if pull and not report.blockers and any(s.kind == "pull-image" and not s.skip for s in plan.steps):
+            with pull_lock:
+                to_pull.append(node)
+
+    def fetch(node: Node) -> None:
+        session = node.session
+        image = session.loaded.spec.runtime.image
+        session.out.say(f"preflight: {image} is not on the host; pulling it now")
+        try:
+            session.engine.pull(image)
+        except BgdeployError as exc:
+            node.report.blockers.append(
+                f"the image {image} is not on this host and could not be pulled ({exc}); load or push it there"
+            )
 
     parallel(lambda node: _guard(node, check), fleet.nodes)
+    if not any(n.report.blockers for n in fleet.nodes):
+        parallel(lambda node: _guard(node, fetch), to_pull)
     for node in fleet.nodes:
         if node.report.blockers:
             node.report.outcome = "blocked"

@@ -221,3 +221,85 @@ def test_fleet_json_and_report_files_are_masked(tmp_path: Path) -> None:
             assert secret not in text and ("***" in text or "\\*\\*\\*" in text), name
     finally:
         secrets.forget_all()
+
+
+# -- preflight: a blocker anywhere, nothing done anywhere (not even a pull) --------------------------------
+
+
+def test_a_blocker_on_one_host_pulls_nothing_on_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = load(spec_text(["{host: 10.0.0.1, label: h1}", "{host: 10.0.0.2, label: h2}"]))
+    pulled: list[str] = []
+    blockers = {"h1": [], "h2": ["green needs 2 GPU(s) with 40 GiB free; GPU 1 has 10 GiB"]}
+    nodes = []
+    for m in members(loaded.spec):
+        session = SimpleNamespace(
+            loaded=SimpleNamespace(spec=m.spec),
+            label=m.label,
+            result=None,
+            host=SimpleNamespace(read_file=lambda path: None),
+            layout=SimpleNamespace(state_file="/state.json"),
+            out=SimpleNamespace(say=lambda text: None),
+            engine=SimpleNamespace(pull=lambda image, label=m.label: pulled.append(label)),
+        )
+        nodes.append(runner.Node(m, session, HostReport(m.label, m.address)))  # type: ignore[arg-type]
+    result = FleetResult(command="deploy", name="chat", hosts=[n.report for n in nodes])
+    clock = SimpleNamespace(sleep=lambda s: None, now=lambda: 0.0)
+    fleet = runner.Fleet(loaded, nodes, result, Output(stream=io.StringIO()), clock)  # type: ignore[arg-type]
+
+    def run_plan(session: Any) -> None:
+        session.result.plan = SimpleNamespace(
+            unchanged=False,
+            blockers=blockers[session.label],
+            steps=[SimpleNamespace(kind="pull-image", skip=False)],
+        )
+        session.result.outcome = "failed" if blockers[session.label] else "planned"
+        session.result.failure = "preflight: " + "; ".join(blockers[session.label]) if blockers[session.label] else None
+
+    monkeypatch.setattr(runner, "state_problems", lambda text: [])
+    monkeypatch.setattr(runner, "read_state", lambda session: SimpleNamespace(canary=None))
+    monkeypatch.setattr(runner, "run_plan", run_plan)
+    runner.preflight(fleet)
+    assert fleet.result.outcome == "blocked"
+    assert outcomes(fleet) == {"h1": "untouched", "h2": "blocked"}
+    assert pulled == []  # h1's image is pulled only once every host passed its checks
+
+    blockers["h2"] = []
+    fleet.result.outcome = "failed"
+    for node in fleet.nodes:
+        node.report.blockers.clear()
+        node.report.outcome = "untouched"
+    runner.preflight(fleet)
+    assert sorted(pulled) == ["h1", "h2"] and fleet.result.outcome != "blocked"
+
+
+# -- locks: an interruption while taking them leaves none behind -------------------------------------------
+
+
+def test_an_interrupt_while_taking_the_locks_releases_those_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = load(spec_text(["{host: 10.0.0.1, label: h1}", "{host: 10.0.0.2, label: h2}"]))
+    held: set[str] = set()
+
+    class FakeLock:
+        def __init__(self, host: Any, path: str, clock: Any) -> None:
+            self.host = host
+            self.warnings: list[str] = []
+
+        def acquire(self, wait: float = 0.0) -> None:
+            if self.host == "10.0.0.2":
+                raise KeyboardInterrupt  # Ctrl-C while waiting for the second host's lock
+            held.add(self.host)
+
+        def release(self) -> None:
+            held.discard(self.host)
+
+    nodes = []
+    for m in members(loaded.spec):
+        session = SimpleNamespace(host=m.host, layout=SimpleNamespace(lock_file="/lock"), clock=None, warn=print)
+        nodes.append(runner.Node(m, session, HostReport(m.label, m.address)))  # type: ignore[arg-type]
+    result = FleetResult(command="deploy", name="chat", hosts=[n.report for n in nodes])
+    fleet = runner.Fleet(loaded, nodes, result, Output(stream=io.StringIO()), None)  # type: ignore[arg-type]
+    monkeypatch.setattr(runner, "HostLock", FakeLock)
+    with pytest.raises(KeyboardInterrupt):
+        runner.lock_all(fleet, lock_wait=0, unlock=False)
+    assert held == set()
+    assert all(n.lock is None for n in fleet.nodes)
