@@ -13,6 +13,7 @@ from bgdeploy.errors import UsageError
 from bgdeploy.plan.names import LABEL_PREFIX, Colour, Layout
 from bgdeploy.plan.state import Release
 from bgdeploy.spec.models import Spec
+from bgdeploy.untrusted.secrets import MIN_LENGTH
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,13 @@ def secret_values(spec: Spec, environ: Mapping[str, str]) -> dict[str, str]:
         raise UsageError(
             f"runtime.secret_env names {', '.join(missing)}, but the runner's environment does not set "
             f"{'it' if len(missing) == 1 else 'them'}; export it (in CI: from a secret) before deploying"
+        )
+    short = [name for name in spec.runtime.secret_env if 0 < len(environ[name]) < MIN_LENGTH]
+    if short:
+        # Masking skips values this short (they would mangle ordinary words), so such a secret would show.
+        raise UsageError(
+            "; ".join(f"{name} is {len(environ[name])} characters" for name in short)
+            + f": a secret shorter than {MIN_LENGTH} characters cannot be masked in logs and reports; use a longer one"
         )
     return {name: environ[name] for name in spec.runtime.secret_env}
 

@@ -104,3 +104,15 @@ def test_a_vllm_config_file_cannot_bring_denied_flags_back_by_default(args: tupl
     found = violations(with_args(*args))
     assert len(found) == 1 and "runtime.args[0]" in found[0], found
     assert violations(with_args("--config-format", "auto")) == []
+
+
+def test_a_secret_too_short_to_be_masked_is_refused_without_showing_it() -> None:
+    from bgdeploy.errors import UsageError
+    from bgdeploy.plan.container import secret_values
+
+    spec = load(SPEC.replace("  image: vllm", "  secret_env: [VLLM_API_KEY]\n  image: vllm")).spec
+    with pytest.raises(UsageError, match="VLLM_API_KEY is 3 characters") as info:
+        secret_values(spec, {"VLLM_API_KEY": "k9z"})
+    assert "k9z" not in str(info.value)
+    assert secret_values(spec, {"VLLM_API_KEY": ""}) == {"VLLM_API_KEY": ""}  # unset in CI: no secret at all
+    assert secret_values(spec, {"VLLM_API_KEY": "k9z8"}) == {"VLLM_API_KEY": "k9z8"}
