@@ -203,3 +203,21 @@ def retire(session: Session, colour: Colour) -> None:
     if keep == "removed":
         session.engine.remove(name)
     session.out.say(f"retire: {colour} {keep}")
+
+
+def start_again(session: Session, colour: Colour) -> ContainerInfo | None:
+    """Start a stopped colour and wait until it answers, to route back to it (a failed deploy or an abort whose
+    old colour was stopped meanwhile, by hand or by a crash). None, with a warning, when it cannot serve: it
+    is stopped again, and the caller must not route to it."""
+    name = session.layout.container(colour)
+    session.out.say(f"rollback: {colour} is not running; starting it again before sending traffic back")
+    try:
+        session.engine.start(name, session.loaded.spec.runtime.port)
+        return wait_ready(session, colour)
+    except (DeployFailed, TransportError) as exc:
+        session.warn(f"{colour} could not be started again: {exc}")
+        try:
+            session.engine.stop(name, timeout=10)
+        except TransportError as stop_error:
+            session.warn(f"stopping {colour} again failed too: {stop_error}")
+        return None

@@ -295,6 +295,10 @@ class Cycle:
             return
         if self.switched:
             old_now = session.engine.inspect(session.layout.container(self.old)) if self.old else None
+            if self.old is not None and old_now is not None and not old_now.running:
+                # The old colour stopped during the deploy (by hand, a crash): start it again rather than take
+                # the routing away from every client.
+                old_now = colours.start_again(session, self.old)
             if self.old is not None and old_now is not None and old_now.running:
                 session.out.say(f"rollback: sending all traffic back to {self.old}")
                 apply_weights(session, {self.old: 100}, self.host_ports, confirm=self.old)

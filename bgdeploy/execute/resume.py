@@ -93,15 +93,10 @@ def _old_colour_ready(session: Session, canary: CanaryState) -> None:
         raise DeployFailed(
             f"cannot abort: the old colour {canary.old} has no container to send traffic back to; {keep}"
         )
-    session.out.say(f"abort: {canary.old} is {info.status}: starting it again before sending traffic back")
     with session.phase("start"):
-        session.engine.start(name, session.loaded.spec.runtime.port)
-    try:
-        with session.phase("wait-ready"):
-            colours.wait_ready(session, canary.old)
-    except DeployFailed as exc:
-        session.engine.stop(name, timeout=10)
-        raise DeployFailed(f"cannot abort: {canary.old} did not become ready again ({exc}); {keep}") from exc
+        started = colours.start_again(session, canary.old)
+    if started is None:
+        raise DeployFailed(f"cannot abort: {canary.old} ({info.status}) did not become ready again; {keep}")
 
 
 def abort(session: Session) -> None:

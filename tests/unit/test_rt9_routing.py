@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
+from bgdeploy.errors import DeployFailed
+from bgdeploy.execute import colours
+from bgdeploy.execute import deploy as deploy_module
 from bgdeploy.plan.routing import ColourFacts, ProbeTally, RouterFacts, judge_router
+from tests.fakes import FakeEngine, container
+from tests.unit.test_cycle_undo import BLUE, GREEN, cycle_on
 
 UP = ColourFacts(running=True, healthy=True, address="bgdeploy-chat-blue:8000")
 DOWN = ColourFacts(running=False, healthy=False, address=None)
@@ -39,3 +46,41 @@ def test_the_tally_counts_answers_that_were_not_200() -> None:
     tally.add({"x-bgdeploy-config": "aaaaaaaaaaaa"}, ready=False)
     tally.add({"x-bgdeploy-config": "aaaaaaaaaaaa"})
     assert (tally.answered, tally.failing, tally.loaded_id()) == (2, 1, "aaaaaaaaaaaa")
+
+
+def test_undo_after_the_switch_starts_a_stopped_old_colour_instead_of_removing_the_routing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Blue stopped during the bake (by hand, a crash); green fails its bake: route back to a blue started
+    # again and health-checked, never take the routing away from every client.
+    calls = _record_routing(monkeypatch)
+    engine = FakeEngine(container(BLUE, status="exited"), container(GREEN))
+    monkeypatch.setattr(colours, "wait_ready", lambda s, c: engine.containers[f"bgdeploy-unit-{c}"])
+    cycle_on(engine, old="blue", started=True, switched=True).undo()
+    assert ("start", BLUE) in engine.calls and engine.containers[BLUE].running
+    assert calls == [("weights", {"blue": 100}), ("drain", "green")]
+
+
+def test_undo_falls_back_to_removing_the_routing_only_when_the_old_colour_cannot_serve(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _record_routing(monkeypatch)
+    engine = FakeEngine(container(BLUE, status="exited"), container(GREEN))
+
+    def never_ready(session: object, colour: str) -> None:
+        raise DeployFailed("not ready")
+
+    monkeypatch.setattr(colours, "wait_ready", never_ready)
+    cycle_on(engine, old="blue", started=True, switched=True).undo()
+    assert ("stop", BLUE) in engine.calls and not engine.containers[BLUE].running
+    assert calls[0] == ("remove", None)
+
+
+def _record_routing(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]:
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(
+        deploy_module, "apply_weights", lambda s, w, p=None, *, confirm: calls.append(("weights", dict(w)))
+    )
+    monkeypatch.setattr(deploy_module, "remove_routing", lambda s: calls.append(("remove", None)))
+    monkeypatch.setattr(colours, "drain", lambda s, c: calls.append(("drain", c)))
+    return calls
