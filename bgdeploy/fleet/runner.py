@@ -24,6 +24,7 @@ from bgdeploy.execute.commands import history_entry, open_session, run_plan
 from bgdeploy.execute.deploy import deploy
 from bgdeploy.execute.lock import HostLock, force_unlock
 from bgdeploy.execute.observe import observe
+from bgdeploy.execute.resume import abort
 from bgdeploy.execute.rollback import rollback
 from bgdeploy.execute.router import router_port
 from bgdeploy.execute.session import Output, Session
@@ -375,11 +376,11 @@ def deploy_fleet(fleet: Fleet, *, force: bool = False) -> None:
                 f"rollout.fleet.max_failed_hosts ({settings.max_failed_hosts}): the rollout stopped at batch {number}"
             )
             fleet.say(stopped)
-            back = [n for n in switched if n.report.outcome == "deployed"] + gate_failed
+            # A paused canary (strategy: canary) sends part of its traffic to the new release: it goes back too.
+            paused = [n for n in fleet.nodes if n.report.outcome == "paused"]
+            back = [n for n in switched if n.report.outcome == "deployed"] + gate_failed + paused
             roll_back(fleet, back)
-            stuck = [
-                n.member.label for n in back if n.report.rollback is None or n.report.rollback.outcome != "rolled-back"
-            ]
+            stuck = [n.member.label for n in back if n.report.outcome != "rolled-back"]
             fleet.result.failure = stopped + (
                 f"; the rollback failed on {', '.join(stuck)} (still on the new release: `bgdeploy rollback --host`)"
                 if stuck
@@ -472,7 +473,10 @@ def roll_back(fleet: Fleet, nodes: Sequence[Node]) -> None:
         node.report.rollback = result
         started = time.monotonic()
         try:
-            rollback(node.session)
+            if node.report.outcome == "paused":
+                abort(node.session)  # a canary in progress: all traffic back to the old colour
+            else:
+                rollback(node.session)
             node.report.outcome = "rolled-back"
             node.report.after = node.report.before
         except Exception as exc:  # one host's rollback failing must not stop the others'

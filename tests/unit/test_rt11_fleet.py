@@ -72,9 +72,9 @@ def scripted(
     def deploy(session: Any, force: bool = False) -> None:
         with guard:
             calls.append(f"deploy {session.label}")
-        if session.label in deploy_does:
+        if isinstance(deploy_does.get(session.label), BaseException):
             raise deploy_does[session.label]
-        session.result.outcome = "deployed"
+        session.result.outcome = deploy_does.get(session.label, "deployed")
         session.result.target = release("m2", "green")
         session.result.active_colour = "green"
 
@@ -88,6 +88,13 @@ def scripted(
     monkeypatch.setattr(runner, "preflight", preflight)
     monkeypatch.setattr(runner, "deploy", deploy)
     monkeypatch.setattr(runner, "rollback", rollback)
+
+    def abort(session: Any) -> None:
+        with guard:
+            calls.append(f"abort {session.label}")
+        session.result.outcome = "aborted"
+
+    monkeypatch.setattr(runner, "abort", abort, raising=False)
     monkeypatch.setattr(runner, "gate", lambda node: None)
     monkeypatch.setattr(runner, "_record", lambda *a: None)
     return fleet, calls
@@ -303,3 +310,18 @@ def test_an_interrupt_while_taking_the_locks_releases_those_taken(monkeypatch: p
         runner.lock_all(fleet, lock_wait=0, unlock=False)
     assert held == set()
     assert all(n.lock is None for n in fleet.nodes)
+
+
+# -- a canary paused in the batch where the rollout stops ---------------------------------------------------
+
+
+def test_a_paused_canary_is_aborted_when_the_rollout_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    # strategy: canary, first batch of 2: h1's canary paused at its weight while h2 failed validation.
+    fleet, calls = scripted(
+        monkeypatch, 3, "{first_batch: 2, batch: 1}", {"h1": "paused", "h2": DeployFailed("validation failed")}, {}
+    )
+    runner.deploy_fleet(fleet)
+    assert fleet.result.outcome == "failed"
+    assert "abort h1" in calls  # its new colour took part of the traffic: it goes back like a switched host
+    assert outcomes(fleet) == {"h1": "rolled-back", "h2": "failed", "h3": "untouched"}
+    assert "every host it switched was rolled back" in (fleet.result.failure or "")
