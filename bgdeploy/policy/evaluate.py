@@ -85,6 +85,18 @@ def evaluate(
             f"{_shown(policy.models)}); use an allowed model or {fix}",
         )
 
+    if policy.models is not None:
+        # `vllm serve` takes a bare model name and lets it win over --model, so `args: [--enforce-eager, evil/m]`
+        # would serve a model the policy never saw. Whether a bare word is a flag's value cannot be told without
+        # vLLM's own flag list: under a models rule, flag values are written --flag=value.
+        for index, arg in enumerate(spec.runtime.args):
+            if not arg.startswith("-"):
+                add(
+                    ("runtime", "args", index),
+                    f"the bare argument {arg!r} is refused on this host (it limits models, and vLLM reads a bare "
+                    "word as the model to serve); write the flag and its value as one argument, --flag=value",
+                )
+
     _check_image(add, ("runtime", "image"), spec.runtime.image, policy.images, "images", policy, fix)
     if spec.router.mode == "container":
         patterns = policy.router.images if policy.router.images is not None else policy.images

@@ -116,3 +116,11 @@ def test_a_secret_too_short_to_be_masked_is_refused_without_showing_it() -> None
     assert "k9z" not in str(info.value)
     assert secret_values(spec, {"VLLM_API_KEY": ""}) == {"VLLM_API_KEY": ""}  # unset in CI: no secret at all
     assert secret_values(spec, {"VLLM_API_KEY": "k9z8"}) == {"VLLM_API_KEY": "k9z8"}
+
+
+def test_a_bare_model_name_in_args_cannot_replace_the_allowed_model() -> None:
+    # `vllm serve` reads a bare word as the model to serve and lets it win over --model.
+    limited = POLICY + 'models: ["meta-llama/*"]\n'
+    found = violations(with_args("--enforce-eager", "attacker/model"), limited)
+    assert len(found) == 1 and "runtime.args[1]: the bare argument 'attacker/model' is refused" in found[0], found
+    assert violations(with_args("--enforce-eager", "--tokenizer=meta-llama/tok"), limited) == []
