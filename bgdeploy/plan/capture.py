@@ -17,6 +17,8 @@ ROTATED_FILE = "capture.jsonl.1"
 KEEPER_INTERVAL_S = 0.2
 # A replayed request never streams, is deterministic, and is capped, so the two colours compare like with like.
 REPLAY_OVERRIDES = {"stream": False, "temperature": 0}
+# Real requests (messages, content parts, tool schemas) nest a few levels; far deeper ones are not replayed.
+MAX_BODY_DEPTH = 64
 
 # POSIX sh + coreutils (both the nginx and vLLM images have them). Runs as root in its container so it can take
 # over a file nginx created, and hands every file to the owner of the state directory, mode 0600.
@@ -64,13 +66,29 @@ def captured_bodies(lines: Iterable[str]) -> list[dict[str, object]]:
         try:
             record = json.loads(line)
             body = json.loads(record["body"]) if isinstance(record, dict) else None
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             continue
-        if isinstance(body, dict) and ("messages" in body or "prompt" in body):
+        # A body nested deeper than any real request (anyone can send `[[[[...`) is skipped: json's encoder
+        # recurses too, and one such body would otherwise stop every replay, so every deploy.
+        if isinstance(body, dict) and ("messages" in body or "prompt" in body) and not too_deep(body):
             if isinstance(record.get("path"), str):
                 body = {**body, "__path": record["path"]}
             bodies.append(body)
     return bodies
+
+
+def too_deep(data: object, limit: int = MAX_BODY_DEPTH) -> bool:
+    """Whether `data` nests lists and objects deeper than `limit` (walked without recursion)."""
+    stack: list[tuple[object, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        # A tuple, not `dict | list`: this runs on the host's python3 too, which may be older than 3.10.
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def choose(bodies: Sequence[dict[str, object]], count: int, seed: int) -> list[dict[str, object]]:

@@ -1,0 +1,58 @@
+"""Red-team (RT12) of capture and replay: hostile captured bodies, paths and names."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from bgdeploy.capture.replay import host_script
+from bgdeploy.plan.capture import captured_bodies
+
+
+def line(body: str, path: str = "/v1/completions") -> str:
+    return json.dumps({"ts": "1.0", "path": path, "body": body})
+
+
+DEEP = '{"prompt": ' + "[" * 5000 + "]" * 5000 + "}"
+# Parses (below the recursion limit), but deeper than any real request.
+NEARLY = '{"messages": [{"role": "user", "content": ' + "[" * 900 + "]" * 900 + "}]}"
+
+
+def test_a_deeply_nested_captured_body_is_skipped_not_fatal() -> None:
+    good = line('{"prompt": "hello"}')
+    bodies = captured_bodies([line(DEEP), line(NEARLY), good, line('{"prompt": 1, "n": ' + "9" * 5000 + "}")])
+    assert bodies == [{"prompt": "hello", "__path": "/v1/completions"}]
+
+
+def test_the_host_script_replays_around_a_json_bomb_and_prints_no_content(tmp_path: Path) -> None:
+    # One user sending `[[[[...` to the live endpoint must not stop every later deploy's replay.
+    capture = tmp_path / "capture.jsonl"
+    secret = "RT12-SECRET-PROMPT"
+    capture.write_text("\n".join([line(DEEP), line(json.dumps({"prompt": secret})), line(NEARLY)]) + "\n")
+    closed = socket.socket()  # bound, never listening: every request is refused at once
+    closed.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    args = {
+        "files": [str(capture) + ".1", str(capture)],
+        "count": 10,
+        "seed": 1,
+        "max_tokens": 8,
+        "concurrency": 2,
+        "timeout": 5,
+        "green": base,
+        "live": base,
+        "key_file": None,
+    }
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", host_script(), json.dumps(args)], capture_output=True, text=True, timeout=120
+        )
+    finally:
+        closed.close()
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "error" not in out, out
+    assert out["available"] == 1 and out["green"] == {"requests": 1, "errors": 1, "latency_p95_s": None}
+    assert secret not in done.stdout + done.stderr
