@@ -350,6 +350,17 @@ def deploy_fleet(fleet: Fleet, *, force: bool = False) -> None:
     # Unchanged hosts still go through the cycle: it is quick, and it converges a host an interrupted deploy
     # left switched but unrecorded.
     parallel(lambda node: _deploy_one(fleet, node, None, force), steady)
+    failed_steady = [n.member.label for n in steady if n.report.outcome == "failed"]
+    if too_many_failures(len(failed_steady), settings.max_failed_hosts):
+        # Known before any host switched: no host is moved only to be rolled back again.
+        fleet.result.failure = (
+            f"{len(failed_steady)} host(s) already on the release failed ({', '.join(failed_steady)}), more than "
+            f"rollout.fleet.max_failed_hosts ({settings.max_failed_hosts}): the rollout stopped before its first "
+            "batch; no host was switched"
+        )
+        fleet.say(fleet.result.failure)
+        fleet.result.outcome = "failed"
+        return
     batches = plan_batches(changing, settings.first_batch, settings.batch, len(fleet.result.hosts))
     fleet.result.batches = [[n.member.label for n in b] for b in batches]
     switched: list[Node] = []
@@ -510,6 +521,9 @@ def rollback_fleet(fleet: Fleet) -> None:
         except BgdeployError as exc:
             result.outcome = "failed"
             result.failure = result.failure or str(exc)
+        except Exception as exc:  # an error nothing wrapped: this host's failure, the others still go back
+            result.outcome = "failed"
+            result.failure = result.failure or f"internal error on this host: {type(exc).__name__}: {exc}"
         finally:
             result.duration_s = node.report.seconds = round(time.monotonic() - started, 3)
             _record(node, result, fleet, None)
@@ -548,6 +562,8 @@ def status_fleet(fleet: Fleet) -> dict[str, Any]:
             data[node.member.label] = status(node.session)
         except BgdeployError as exc:
             data[node.member.label] = {"error": str(exc)}
+        except Exception as exc:  # an error nothing wrapped: this host's error, the others are still shown
+            data[node.member.label] = {"error": f"internal error: {type(exc).__name__}: {exc}"}
 
     parallel(look, fleet.nodes)
     ordered = {n.member.label: data[n.member.label] for n in fleet.nodes}

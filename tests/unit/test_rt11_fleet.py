@@ -325,3 +325,49 @@ def test_a_paused_canary_is_aborted_when_the_rollout_stops(monkeypatch: pytest.M
     assert "abort h1" in calls  # its new colour took part of the traffic: it goes back like a switched host
     assert outcomes(fleet) == {"h1": "rolled-back", "h2": "failed", "h3": "untouched"}
     assert "every host it switched was rolled back" in (fleet.result.failure or "")
+
+
+# -- failures known before the first batch ------------------------------------------------------------------
+
+
+def test_a_steady_host_failing_stops_the_rollout_before_any_host_switches(monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet, calls = scripted(monkeypatch, 3, "{batch: 1}", {"h1": DeployFailed("the router of h1 is broken")}, {})
+
+    def preflight(fleet: runner.Fleet, **_: Any) -> None:
+        for node in fleet.nodes:  # h1 already runs the release: only the quick converging cycle runs there
+            node.session.result = Result(command="plan", name="chat")
+            node.session.result.plan = SimpleNamespace(unchanged=node.member.label == "h1")  # type: ignore[assignment]
+            node.report.before = release("m1", "blue")
+
+    monkeypatch.setattr(runner, "preflight", preflight)
+    runner.deploy_fleet(fleet)
+    assert calls == ["deploy h1"]  # no host switched only to be rolled back again
+    assert fleet.result.outcome == "failed"
+    assert outcomes(fleet) == {"h1": "failed", "h2": "untouched", "h3": "untouched"}
+
+
+# -- the whole-fleet rollback command ----------------------------------------------------------------------
+
+
+def test_fleet_rollback_survives_an_unexpected_error_on_one_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet, calls = scripted(monkeypatch, 3, "{batch: 1}", {}, {"h2": ConnectionResetError(104, "reset by peer")})
+    fleet.result.command = "rollback"
+    runner.rollback_fleet(fleet)
+    assert sorted(calls) == ["rollback h1", "rollback h2", "rollback h3"]
+    assert outcomes(fleet) == {"h1": "rolled-back", "h2": "failed", "h3": "rolled-back"}
+    assert fleet.result.outcome == "failed" and "h2" in (fleet.result.failure or "")
+    assert "reset by peer" in (fleet.nodes[1].report.failure or "")
+
+
+def test_fleet_status_survives_an_unexpected_error_on_one_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet, _ = scripted(monkeypatch, 2, "{batch: 1}", {}, {})
+
+    def status(session: Any) -> dict[str, Any]:
+        if session.label == "h2":
+            raise EOFError("the connection closed")
+        return {"live": {"model": "m2"}}
+
+    monkeypatch.setattr(runner, "status", status)
+    data = runner.status_fleet(fleet)
+    assert data["hosts"]["h1"] == {"live": {"model": "m2"}}
+    assert "the connection closed" in data["hosts"]["h2"]["error"]
