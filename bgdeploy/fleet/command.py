@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bgdeploy.errors import EXIT_DEPLOY_FAILED, EXIT_OK, UsageError
+from bgdeploy.errors import EXIT_DEPLOY_FAILED, EXIT_OK, BgdeployError, UsageError
 from bgdeploy.fleet.members import members, select
 from bgdeploy.fleet.report import render_fleet, render_text
 from bgdeploy.fleet.result import FleetResult
@@ -152,7 +152,11 @@ def history(args: argparse.Namespace, loaded: LoadedSpec) -> int:
         with open_fleet(loaded, chosen, "history", stream=sys.stderr) as fleet:
             for node in fleet.nodes:  # a few small reads each: one after the other is quick enough
                 session = node.session
-                entries = read_history(session.host, session.layout, args.n)
+                try:
+                    entries = read_history(session.host, session.layout, args.n)
+                except BgdeployError as exc:  # one host's connection dropped: the others' history still shows
+                    hosts[node.member.label] = {"host": session.host.description, "error": str(exc)}
+                    continue
                 hosts[node.member.label] = {"host": session.host.description, "history": entries}
     except FleetBlocked as blocked:
         for h in blocked.fleet.result.hosts:

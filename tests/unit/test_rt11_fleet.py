@@ -371,3 +371,39 @@ def test_fleet_status_survives_an_unexpected_error_on_one_host(monkeypatch: pyte
     data = runner.status_fleet(fleet)
     assert data["hosts"]["h1"] == {"live": {"model": "m2"}}
     assert "the connection closed" in data["hosts"]["h2"]["error"]
+
+
+def test_fleet_history_shows_the_other_hosts_when_one_cannot_be_read(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import contextlib
+    import json
+
+    from bgdeploy.lifecycle import listing
+
+    loaded = load(spec_text(["{host: 10.0.0.1, label: h1}", "{host: 10.0.0.2, label: h2}"]))
+    nodes = [
+        runner.Node(
+            m,
+            SimpleNamespace(host=SimpleNamespace(name=m.label, description=m.address), layout=None),  # type: ignore[arg-type]
+            HostReport(m.label, m.address),
+        )
+        for m in members(loaded.spec)
+    ]
+
+    @contextlib.contextmanager
+    def open_fleet(*args: Any, **kwargs: Any) -> Any:
+        yield SimpleNamespace(nodes=nodes)
+
+    def read_history(host: Any, layout: Any, limit: int) -> list[dict[str, object]]:
+        if host.name == "h2":
+            raise TransportError("the connection to 10.0.0.2 dropped while reading history.jsonl")
+        return [{"outcome": "deployed"}]
+
+    monkeypatch.setattr(command, "open_fleet", open_fleet)
+    monkeypatch.setattr(listing, "read_history", read_history)
+    code = command.history(argparse.Namespace(fleet_host=None, n=5, json="-"), loaded)
+    data = json.loads(capsys.readouterr().out)
+    assert data["hosts"]["h1"]["history"] == [{"outcome": "deployed"}]
+    assert "dropped" in data["hosts"]["h2"]["error"]
+    assert code == 1
