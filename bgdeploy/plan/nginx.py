@@ -115,6 +115,10 @@ def _validate(cfg: RouterConfig) -> tuple[Backend, ...]:
             raise ValueError(f"capture file {cfg.capture_log!r} must be an absolute path of plain characters")
         if not cfg.capture_paths or not all(_CAPTURE_PATH_RE.match(p) for p in cfg.capture_paths):
             raise ValueError(f"capture paths {list(cfg.capture_paths)!r} must be /v1/ paths of plain characters")
+        # Each is its own exact location: nginx refuses a duplicate one (a path twice, or the health path).
+        located = [*cfg.capture_paths, cfg.health_path.partition("?")[0]]
+        if len(set(located)) != len(located):
+            raise ValueError(f"capture paths {list(cfg.capture_paths)!r} repeat a path or the health path")
         if not 0.0001 <= cfg.capture_sample <= 1 or not 1024 <= cfg.capture_max_body <= 64 * 1024 * 1024:
             raise ValueError("capture sample must be 0.0001-1 and the largest body 1k-64m")
     if not HEALTH_PATH_RE.match(cfg.health_path):

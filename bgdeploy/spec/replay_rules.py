@@ -32,6 +32,7 @@ def replay_findings(spec: Spec) -> Iterator[Finding]:
             "validation.replay replays captured traffic; add capture: {sample: 0.02, max_bytes: 64m} or remove replay",
         )
         return
+    yield from _path_findings(replay.capture.paths, spec.health.path)
     limit, body = size_bytes(replay.capture.max_bytes), size_bytes(replay.capture.max_body)
     if limit < MIN_CAPTURE_BYTES:
         yield (("validation", "replay", "capture", "max_bytes"), "max_bytes must be at least 64k")
@@ -43,3 +44,24 @@ def replay_findings(spec: Spec) -> Iterator[Finding]:
             f"max_body {replay.capture.max_body} is more than a quarter of max_bytes {replay.capture.max_bytes}: "
             "raise max_bytes or lower max_body",
         )
+
+
+def _path_findings(paths: list[str], health_path: str) -> Iterator[Finding]:
+    """Each captured path becomes its own `location = PATH` in nginx: a path given twice, or also the health
+    path, is a duplicate location nginx refuses at the switch; a `.`/`..` segment or `//` never matches (nginx
+    normalises request paths), so nothing would be captured."""
+    health = health_path.partition("?")[0]
+    seen: set[str] = set()
+    for i, path in enumerate(paths):
+        where: tuple[str | int, ...] = ("validation", "replay", "capture", "paths", i)
+        if path in seen:
+            yield (where, f"{path} is listed twice; list each path once")
+        elif path == health:
+            yield (where, f"{path} is also health.path, which the router serves apart; capture another path")
+        elif "//" in path or any(part in (".", "..") for part in path.split("/")):
+            yield (
+                where,
+                f"{path} has a `.` or `..` segment or `//`, which no request path has once nginx normalises it; "
+                "write the path as clients send it, e.g. /v1/chat/completions",
+            )
+        seen.add(path)

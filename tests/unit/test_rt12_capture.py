@@ -8,8 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bgdeploy.capture.replay import host_script
 from bgdeploy.plan.capture import captured_bodies
+from bgdeploy.plan.nginx import Backend, RouterConfig, render_full_conf
+from tests.unit.conftest import MINIMAL, problems
 
 
 def line(body: str, path: str = "/v1/completions") -> str:
@@ -56,3 +60,46 @@ def test_the_host_script_replays_around_a_json_bomb_and_prints_no_content(tmp_pa
     assert "error" not in out, out
     assert out["available"] == 1 and out["green"] == {"requests": 1, "errors": 1, "latency_p95_s": None}
     assert secret not in done.stdout + done.stderr
+
+
+# --- capture paths: what validates must render and load in nginx ------------------------------------------
+
+CAPTURE_SPEC = MINIMAL + "{health}validation:\n  replay: {{capture: {{paths: {paths}}}}}\n"
+
+
+@pytest.mark.parametrize(
+    ("health", "paths", "message"),
+    [
+        ("", "[/v1/chat/completions, /v1/chat/completions]", "paths[1]: /v1/chat/completions is listed twice"),
+        ("health: {path: /v1/models}\n", "[/v1/models]", "paths[0]: /v1/models is also health.path"),
+        ("health: {path: '/v1/models?ready=1'}\n", "[/v1/models]", "paths[0]: /v1/models is also health.path"),
+        ("", "[/v1/../../etc/x]", "paths[0]: /v1/../../etc/x has a `.` or `..` segment"),
+        ("", "[/v1//chat]", "paths[0]: /v1//chat has a `.` or `..` segment or `//`"),
+    ],
+    ids=["twice", "health", "health-query", "dotdot", "double-slash"],
+)
+def test_a_capture_path_nginx_would_refuse_or_never_match_is_a_spec_error(
+    health: str, paths: str, message: str
+) -> None:
+    found = "\n".join(problems(CAPTURE_SPEC.format(health=health, paths=paths)))
+    assert f"validation.replay.capture.{message}" in found, found
+
+
+@pytest.mark.parametrize(
+    ("paths", "health"), [(("/v1/completions", "/v1/completions"), "/health"), (("/v1/models",), "/v1/models?x=1")]
+)
+def test_the_renderer_refuses_a_duplicate_location(paths: tuple[str, ...], health: str) -> None:
+    cfg = RouterConfig(
+        "cap-unit",
+        18081,
+        "127.0.0.1",
+        60,
+        (Backend("blue", "127.0.0.1:18001", 100),),
+        "/tmp/cap-unit/access.log",
+        health_path=health,
+        capture_log="/tmp/cap-unit/capture.jsonl",
+        capture_paths=paths,
+        capture_sample=0.5,
+    )
+    with pytest.raises(ValueError, match="repeat a path or the health path"):
+        render_full_conf(cfg)
