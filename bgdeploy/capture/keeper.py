@@ -30,7 +30,7 @@ def capture_files(session: Session) -> tuple[str, str]:
 
 
 def keeper_name(session: Session) -> str:
-    return f"bgdeploy-{session.loaded.spec.name}-capture"
+    return session.layout.capture_container
 
 
 def capture_settings(session: Session) -> Capture | None:

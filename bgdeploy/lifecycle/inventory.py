@@ -36,9 +36,10 @@ class SeenContainer:
 
     @property
     def role(self) -> str:
-        """router, blue, green, or blue-previous / green-previous for a release set aside by a deploy."""
-        if self.label("role") == "router":
-            return "router"
+        """router, capture (the keeper that bounds captured requests), blue, green, or blue-previous /
+        green-previous for a release set aside by a deploy."""
+        if self.label("role") in ("router", "capture"):
+            return self.label("role")
         colour = self.label("colour")
         return f"{colour}-previous" if self.name.endswith("-previous") else colour or "unknown"
 
@@ -64,6 +65,7 @@ class Row:
     memory: str = ""
     router: str = ""  # container | host | "" (none found)
     router_port: int | None = None
+    capture: str = ""  # the capture keeper's status ("" when there is none)
     health: str = ""
     last_deploy: str = ""
     containers: dict[str, str] = field(default_factory=dict)  # container name -> status
@@ -103,6 +105,8 @@ def build(
             if container.role == "router":
                 entry.router = "container"
                 entry.router_port = container.published_port
+            elif container.role == "capture":
+                entry.capture = container.status
     for network in networks:
         name = network_deployment(network)
         if name:
@@ -177,6 +181,9 @@ def _describe(entry: Row, by_name: dict[str, SeenContainer], seen: SeenState | N
             entry.leftovers.append(f"a state directory with no container (removed with --keep-state?): {fix}")
     if entry.router == "host" and not has_containers:
         entry.leftovers.append(f"a host nginx include with no container: {fix}")
+    if entry.capture and not colours:
+        # The keeper only bounds what a router captures: alone, it holds captured requests for nothing.
+        entry.leftovers.append(f"a capture keeper (and its captured requests) with no model container: {fix}")
 
 
 def to_json(rows: list[Row]) -> list[dict[str, Any]]:
@@ -207,5 +214,7 @@ def render(rows: list[Row], host: str) -> str:
     lines = [f"{host}: {len(rows)} deployment(s)"]
     lines += ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in table]
     for r in rows:
+        if r.capture:
+            lines.append(f"capture: {r.name}: keeper bgdeploy-{r.name}-capture {r.capture}")
         lines += [f"leftover: {r.name}: {item}" for item in r.leftovers]
     return "\n".join(lines)

@@ -58,7 +58,7 @@ class Removal:
         if self.network:
             out.append(f"network {self.network}")
         if self.router_dir:
-            out.append("the router's config and access logs")
+            out.append("the router's config, access logs and captured requests")
         if self.state_dir:
             out.append(
                 f"nothing live recorded in {self.state_dir} (its history is kept: --keep-state)"
@@ -77,7 +77,7 @@ def find(session: Session, *, keep_state: bool) -> Removal:
             found[info.name] = info.status
     # Also by name: a container whose labels were lost still belongs to the deployment.
     names = [layout.container(c) for c in COLOURS] + [layout.set_aside(c) for c in COLOURS]
-    for name in [*names, layout.router_container]:
+    for name in [*names, layout.router_container, layout.capture_container]:
         if name not in found:
             unlabelled = engine.inspect(name)
             if unlabelled is not None:
@@ -215,7 +215,7 @@ def remove(session: Session, removal: Removal) -> None:
             session.out.say(f"remove: network {removal.network}")
             engine.remove_network(removal.network)
         if removal.router_dir:
-            session.out.say("remove: the router's config and access logs")
+            session.out.say("remove: the router's config, access logs and captured requests")
             host.run(["rm", "-rf", layout.router_dir], timeout=60).raise_for_status("removing the router's files")
     with session.phase("state"):
         if removal.state_dir is None:

@@ -58,6 +58,11 @@ class Layout:
         return f"bgdeploy-{self.name}-router"
 
     @property
+    def capture_container(self) -> str:
+        """The keeper that bounds the router's captured requests (validation.replay.capture)."""
+        return f"bgdeploy-{self.name}-capture"
+
+    @property
     def network(self) -> str:
         return f"bgdeploy-{self.name}"
 

@@ -214,3 +214,20 @@ def test_host_mode_captures_through_the_host_s_nginx(local: LocalDeployment) -> 
     assert "keeper running" in status and marker not in status
     ok(local.run("capture", "purge"))
     assert lines_stored(directory) == 0
+
+
+def test_list_shows_the_keeper_and_remove_takes_it_with_the_capture(dep: Deployment) -> None:
+    dep.name = "cap-" + uuid.uuid4().hex[:8]
+    dep.write("acme/chat-v1", validation={"replay": capture_spec()["replay"]})
+    ok(dep.run("deploy"))
+    assert dep.chat().status_code == 200
+    directory = dep.state_dir() / "router" / "capture"
+    dep.wait_for(lambda: stored(directory) > 0, 30, "a request to be captured")
+    listed = {row["name"]: row for row in json.loads(ok(dep.run("list", "--json")))["deployments"]}
+    row = listed[dep.name]
+    assert row["capture"] == "running" and row["leftovers"] == [], row
+    assert f"bgdeploy-{dep.name}-capture" in row["containers"], row
+    out = ok(dep.run("remove", "--yes"))
+    assert f"container bgdeploy-{dep.name}-capture" in out, out
+    assert not directory.exists()
+    assert dep.docker.containers.list(all=True, filters={"label": f"dev.bgdeploy.name={dep.name}"}) == []

@@ -178,3 +178,34 @@ def test_history_merges_removals_in_time_order_and_renders_them() -> None:
     text = render(merged, "chat", "gpu-1")
     assert "3 entries" in text and "1h30m" in text and "    failure: validation" in text
     assert render([], "chat", "gpu-1") == "chat on gpu-1: no history"
+
+
+def keeper(name: str, status: str = "running") -> SeenContainer:
+    labels = {f"{P}name": name, f"{P}role": "capture", f"{P}capture-max-bytes": "1048576"}
+    return SeenContainer(f"bgdeploy-{name}-capture", status, labels)
+
+
+def test_the_capture_keeper_is_known_and_shown_not_a_colour() -> None:
+    assert keeper("chat").role == "capture"
+    rows = build(
+        [colour("chat", "blue"), router("chat", 8080), keeper("chat")],
+        ["bgdeploy-chat"],
+        {"chat": state("chat")},
+        {},
+        {"bgdeploy-chat-blue": "healthy"},
+    )
+    (row,) = rows
+    assert (row.live, row.model, row.capture, row.leftovers) == ("blue", "m1", "running", [])
+    assert "capture: chat: keeper bgdeploy-chat-capture running" in render(rows, "deploy@gpu")
+
+
+def test_a_capture_keeper_alone_is_a_leftover() -> None:
+    (row,) = build([keeper("old", "exited")], [], {}, {}, {})
+    assert row.live is None and row.capture == "exited"
+    assert any("capture keeper" in item and "bgdeploy remove --name old" in item for item in row.leftovers)
+
+
+def test_remove_names_the_captured_requests() -> None:
+    removal = Removal(name="chat", containers=(("bgdeploy-chat-capture", "running"),), router_dir=True)
+    assert "container bgdeploy-chat-capture (running)" in removal.lines()
+    assert "the router's config, access logs and captured requests" in removal.lines()
