@@ -87,6 +87,16 @@ def lock_key(host: str) -> str:
     return host.lower().rstrip(".")
 
 
+def where(member: Member, resolve: Callable[[str], str] | None = None) -> tuple[str, int]:
+    """The machine a member is, as far as this side can tell: its IP address (by `resolve`; a name it cannot
+    resolve stays its normalised spelling) and its SSH port."""
+    name = lock_key(member.host)
+    if resolve is not None:
+        with contextlib.suppress(OSError, KeyError, UnicodeError):
+            name = resolve(member.host)
+    return name, member.port
+
+
 def lock_order(chosen: list[Member], resolve: Callable[[str], str] | None = None) -> list[Member]:
     """The order locks are taken in: by address, the same for every spec that names these hosts, so two
     fleet deploys over overlapping hosts cannot each hold a lock the other waits for.
@@ -94,12 +104,4 @@ def lock_order(chosen: list[Member], resolve: Callable[[str], str] | None = None
     `resolve` gives a host's IP address, so `10.0.0.2` and a name for it sort alike; a name it cannot resolve
     sorts by its normalised spelling.
     """
-
-    def key(m: Member) -> tuple[str, int]:
-        name = lock_key(m.host)
-        if resolve is not None:
-            with contextlib.suppress(OSError, KeyError, UnicodeError):
-                name = resolve(m.host)
-        return name, m.port
-
-    return sorted(chosen, key=key)
+    return sorted(chosen, key=lambda m: where(m, resolve))

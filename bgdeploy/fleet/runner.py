@@ -31,7 +31,7 @@ from bgdeploy.execute.session import Output, Session
 from bgdeploy.execute.state_file import append_history, read_state
 from bgdeploy.execute.status import status
 from bgdeploy.fleet.batches import plan_batches, too_many_failures
-from bgdeploy.fleet.members import Member, lock_order
+from bgdeploy.fleet.members import Member, lock_order, where
 from bgdeploy.fleet.result import FleetResult, HostReport
 from bgdeploy.plan.result import Result
 from bgdeploy.plan.state import damaged_message, state_problems
@@ -192,6 +192,20 @@ def lock_all(fleet: Fleet, *, lock_wait: float, unlock: bool) -> None:
     deploys over the same hosts cannot each hold a lock the other waits for. Any lock held elsewhere:
     release ours and refuse (FleetBlocked), nothing changed."""
     by_index = {node.member.index: node for node in fleet.nodes}
+    seen: dict[tuple[str, int], Node] = {}
+    for node in fleet.nodes:
+        # One machine listed twice (an IP and a name for it): its second lock would wait on its first.
+        address = where(node.member, resolve_address)
+        first = seen.setdefault(address, node)
+        if first is not node:
+            node.report.outcome = "blocked"
+            node.report.blockers.append(f"the same host as {first.member.label} ({address[0]}:{address[1]})")
+            fleet.result.outcome = "blocked"
+            fleet.result.failure = (
+                f"{first.member.label} and {node.member.label} are the same host ({address[0]}:{address[1]}); "
+                "list it once in target.hosts. Nothing was changed on any host"
+            )
+            raise FleetBlocked(fleet)
     try:
         _lock_in_order(fleet, by_index, lock_wait=lock_wait, unlock=unlock)
     except BaseException:
@@ -363,10 +377,27 @@ def deploy_fleet(fleet: Fleet, *, force: bool = False) -> None:
         return
     batches = plan_batches(changing, settings.first_batch, settings.batch, len(fleet.result.hosts))
     fleet.result.batches = [[n.member.label for n in b] for b in batches]
+    canary_batch = canary_batches(fleet, steady, len(batches))
     switched: list[Node] = []
     for number, batch in enumerate(batches, start=1):
-        fleet.say(f"batch {number}/{len(batches)}: {', '.join(n.member.label for n in batch)}")
-        parallel(lambda node, number=number: _deploy_one(fleet, node, number, force), batch)  # type: ignore[misc]
+        steps = number in canary_batch
+        fleet.say(
+            f"batch {number}/{len(batches)}: {', '.join(n.member.label for n in batch)}"
+            + (" (canary steps)" if steps and len(canary_batch) < len(batches) else "")
+        )
+        try:
+            parallel(
+                lambda node, number=number, steps=steps: _deploy_one(fleet, node, number, force, steps),  # type: ignore[misc]
+                batch,
+            )
+        except KeyboardInterrupt:
+            # Each host of the batch undid its own cycle (the single-host interrupt path) before this is raised.
+            fleet.result.failure = (
+                f"interrupted (SIGINT/SIGTERM) during batch {number}: its hosts were rolled back; hosts switched by "
+                "an earlier batch stay on the new release, hosts not reached stay untouched (deploy again to go on)"
+            )
+            fleet.say(fleet.result.failure)
+            raise
         switched += [n for n in batch if n.report.outcome == "deployed"]
         if settings.pause and any(n.report.outcome == "deployed" for n in batch):
             fleet.say(f"pause: {settings.pause:g}s before the fleet gate")
@@ -417,19 +448,40 @@ def deploy_fleet(fleet: Fleet, *, force: bool = False) -> None:
         fleet.result.outcome = "deployed"
 
 
+def canary_batches(fleet: Fleet, steady: Sequence[Node], batches: int) -> set[int]:
+    """The batches (numbered from 1) whose hosts run the canary steps of strategy: canary.
+
+    rollout.fleet.canary: first-batch (the default) makes the first batch the fleet's canary: once it passed
+    (its fleet gate included), the other batches switch all at once. A host already on this release (a
+    first batch promoted by hand after a pause, or a rollout resumed) means the canary has passed: no batch
+    runs the steps again. every-host: each host runs them, as a single host does.
+    """
+    spec = fleet.loaded.spec
+    if spec.rollout.strategy != "canary":
+        return set()
+    if spec.rollout.fleet.canary == "every-host":
+        return set(range(1, batches + 1))
+    if any(n.report.outcome == "unchanged" for n in steady):
+        fleet.say("the release already serves on some hosts, so its canary passed: every batch switches at once")
+        return set()
+    if batches > 1:
+        fleet.say("batch 1 is the canary (rollout.fleet.canary: first-batch); the later batches switch at once")
+    return {1}
+
+
 def _unchanged(node: Node) -> bool:
     plan = node.session.result.plan
     return plan is not None and plan.unchanged
 
 
-def _deploy_one(fleet: Fleet, node: Node, batch: int | None, force: bool) -> None:
+def _deploy_one(fleet: Fleet, node: Node, batch: int | None, force: bool, canary_steps: bool = True) -> None:
     report = node.report
     report.batch = batch
     result = _fresh(node, "deploy")
     report.result = result
     started = time.monotonic()
     try:
-        deploy(node.session, force=force)
+        deploy(node.session, force=force, canary_steps=canary_steps)
     except DeployFailed as exc:
         result.outcome = "failed"
         result.failure = result.failure or str(exc)

@@ -407,3 +407,33 @@ def test_fleet_history_shows_the_other_hosts_when_one_cannot_be_read(
     assert data["hosts"]["h1"]["history"] == [{"outcome": "deployed"}]
     assert "dropped" in data["hosts"]["h2"]["error"]
     assert code == 1
+
+
+def test_one_host_listed_under_two_spellings_is_refused_before_any_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = load(spec_text(["{host: 10.0.0.2, label: a}", "{host: gpu-two, label: b}"]))
+    acquired: list[str] = []
+
+    class FakeLock:
+        def __init__(self, host: Any, path: str, clock: Any) -> None:
+            self.host = host
+            self.warnings: list[str] = []
+
+        def acquire(self, wait: float = 0.0) -> None:
+            acquired.append(self.host)
+
+        def release(self) -> None:
+            pass
+
+    nodes = []
+    for m in members(loaded.spec):
+        session = SimpleNamespace(host=m.host, layout=SimpleNamespace(lock_file="/lock"), clock=None, warn=print)
+        nodes.append(runner.Node(m, session, HostReport(m.label, m.address)))  # type: ignore[arg-type]
+    result = FleetResult(command="deploy", name="chat", hosts=[n.report for n in nodes])
+    fleet = runner.Fleet(loaded, nodes, result, Output(stream=io.StringIO()), None)  # type: ignore[arg-type]
+    monkeypatch.setattr(runner, "HostLock", FakeLock)
+    monkeypatch.setattr(runner, "resolve_address", {"10.0.0.2": "10.0.0.2", "gpu-two": "10.0.0.2"}.__getitem__)
+    with pytest.raises(runner.FleetBlocked):
+        runner.lock_all(fleet, lock_wait=30, unlock=False)
+    assert acquired == []
+    assert fleet.result.outcome == "blocked"
+    assert "a and b are the same host (10.0.0.2:22)" in (fleet.result.failure or "")
