@@ -6,15 +6,18 @@ or `bgdeploy abort` can go on from another process (another workflow run) later.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
 from bgdeploy.errors import DeployFailed
+from bgdeploy.execute import failpoints
 from bgdeploy.execute.analysis_breach import AnalysisBreach
 from bgdeploy.execute.checks import watch
 from bgdeploy.execute.router import apply_weights
 from bgdeploy.execute.session import Session
 from bgdeploy.execute.state_file import read_state, record_state
+from bgdeploy.plan.boundaries import CanaryPhase, point
 from bgdeploy.plan.names import Colour
 from bgdeploy.plan.result import CanaryRecord
 from bgdeploy.plan.state import CanaryState, HostState
@@ -69,6 +72,30 @@ def clear(cycle: Cycle) -> None:
         record_state(cycle.session, replace(state.with_canary(None), weights=weights))
 
 
+def _both_alive(cycle: Cycle) -> Callable[[], None]:
+    """Each look of a step checks the old colour too: when it stops, its share of requests fails until the step
+    ends (minutes); end the canary at once instead (the undo starts it again and routes back, or says why not)."""
+
+    def check() -> None:
+        cycle.alive()
+        assert cycle.old is not None
+        session = cycle.session
+        info = session.engine.inspect(session.layout.container(cycle.old), session.loaded.spec.runtime.port)
+        if info is None or not info.running:
+            state = "is gone" if info is None else f"is {info.status}"
+            raise DeployFailed(
+                f"the old colour {cycle.old} {state} during the canary step: its share of requests fails; "
+                "ending the canary"
+            )
+
+    return check
+
+
+def _boundary(session: Session, name: CanaryPhase) -> None:
+    """A canary step's boundary (failpoint `before:canary:NAME`; the list: plan/boundaries.py)."""
+    failpoints.hit(point("canary", name), session.host)
+
+
 def run_steps(cycle: Cycle) -> None:
     """The canary steps from `cycle.resume_from`; returns when all passed (the full switch comes next)."""
     session = cycle.session
@@ -80,12 +107,15 @@ def run_steps(cycle: Cycle) -> None:
         number = index + 1
         weights: dict[Colour, int] = {cycle.old: 100 - step.weight, cycle.new: step.weight}
         session.out.say(f"canary: step {number}/{len(steps)}: {step.weight}% of new requests to {cycle.new}")
+        _boundary(session, "record")
         record(cycle, step=index, weight=step.weight)  # first: a process killed now leaves a known state
         cycle.switched = True
+        _boundary(session, "weights")
         apply_weights(session, weights, cycle.host_ports, confirm=None)
+        _boundary(session, "watch")
         started = session.clock.now()
         try:
-            new, old = watch(session, cycle.new, cycle.old, session.traffic.mark(), step.bake, cycle.alive)
+            new, old = watch(session, cycle.new, cycle.old, session.traffic.mark(), step.bake, _both_alive(cycle))
         except AnalysisBreach as breach:
             # Model metrics or a Prometheus query broke a limit: the step is recorded as breached all the same.
             if breach.new is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bgdeploy.errors import DeployFailed
-from bgdeploy.execute import colours
+from bgdeploy.execute import canary, colours
 from bgdeploy.execute import deploy as deploy_module
 from bgdeploy.plan.routing import ColourFacts, ProbeTally, RouterFacts, judge_router
 from tests.fakes import FakeEngine, container
@@ -84,3 +84,28 @@ def _record_routing(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, object]]
     monkeypatch.setattr(deploy_module, "remove_routing", lambda s: calls.append(("remove", None)))
     monkeypatch.setattr(colours, "drain", lambda s, c: calls.append(("drain", c)))
     return calls
+
+
+def test_a_canary_step_ends_at_once_when_the_old_colour_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blue holds 90% at step 1; it stops: the step must not run on for its whole bake with 90% failing.
+    from dataclasses import replace
+
+    from tests.fakes import FakeTraffic
+    from tests.unit.test_canary_steps import CANARY, HEALTHY, canary_cycle
+
+    holder: list[FakeEngine] = []
+
+    def traffic(look: int) -> dict[str, object]:
+        if look >= 1 and holder:
+            engine = holder[0]
+            engine.containers[BLUE] = replace(engine.containers[BLUE], status="exited")
+        return dict(HEALTHY)
+
+    moves: list[tuple[dict[str, int], int | None]] = []
+    cycle = canary_cycle(monkeypatch, CANARY, FakeTraffic(traffic), moves)  # type: ignore[arg-type]
+    engine = cycle.session.engine
+    assert isinstance(engine, FakeEngine)
+    holder.append(engine)
+    with pytest.raises(DeployFailed, match="old colour blue is exited during the canary step"):
+        canary.run_steps(cycle)
+    assert moves == [({"blue": 90, "green": 10}, 10)]  # never on to step 2
