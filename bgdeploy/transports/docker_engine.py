@@ -21,6 +21,7 @@ from bgdeploy.errors import RemoteRefused, TransportError, TransportTimeout
 from bgdeploy.plan.container import ContainerPlan
 from bgdeploy.plan.names import LABEL_PREFIX
 from bgdeploy.spec.images import digest_matches, is_image_ref, parse_image
+from bgdeploy.untrusted.prompts import withhold_requests
 
 ROUTER_PORT = 8080  # nginx's port inside the router container; published on router.bind:router.listen
 
@@ -230,7 +231,9 @@ class DockerEngine:
         except (APIError, DockerException, RequestException, SSHException, EOFError, OSError):
             return []
         text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-        return text.splitlines()[-lines:]
+        # These lines end up in exceptions, reports and PR comments: a model server's request log lines carry
+        # users' prompts (and replayed captured requests), so their content is withheld here, for every caller.
+        return withhold_requests(text.splitlines()[-lines:])
 
     def exec(self, name: str, argv: list[str]) -> tuple[int, str]:
         with _docker_errors(f"running {argv[0]} in container {name}"):

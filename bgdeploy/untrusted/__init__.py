@@ -4,6 +4,7 @@
   breaking out of a table cell or a code block).
 - `commands`: making log lines inert under GitHub Actions (no workflow command can start, no `##[`).
 - `secrets`: the one registry of secret values, masked in every output, artefact and exception message.
+- `prompts`: withholding the request content a model server logs (users' prompts, replayed captures).
 
 A leaf package: it imports nothing else from bgdeploy, so every layer can use it.
 """

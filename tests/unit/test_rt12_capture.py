@@ -13,6 +13,7 @@ import pytest
 from bgdeploy.capture.replay import host_script
 from bgdeploy.plan.capture import captured_bodies
 from bgdeploy.plan.nginx import Backend, RouterConfig, render_full_conf
+from bgdeploy.transports.docker_engine import DockerEngine
 from tests.unit.conftest import MINIMAL, problems
 
 
@@ -103,3 +104,47 @@ def test_the_renderer_refuses_a_duplicate_location(paths: tuple[str, ...], healt
     )
     with pytest.raises(ValueError, match="repeat a path or the health path"):
         render_full_conf(cfg)
+
+
+# --- a colour's log lines quoted in errors and reports ----------------------------------------------------
+
+VLLM_0_9_LINE = (
+    "INFO 07-10 12:00:00 [logger.py:43] Received request chatcmpl-abc123: prompt: '<|user|>\\nRT12-SECRET', "
+    "params: SamplingParams(n=1, stop=['RT12-STOP']), prompt_token_ids: [1, 2], lora_request: None."
+)
+
+
+class _Container:
+    def logs(self, tail: int) -> bytes:
+        lines = [
+            VLLM_0_9_LINE,
+            "DEBUG 10-13 [logger.py:50] Request cmpl-1 details: prompt: 'RT12-SECRET', prompt_token_ids: [1]",
+            "INFO 10-13 [logger.py:70] Generated response chatcmpl-1: output: 'RT12-SECRET answer'",
+            'INFO:     127.0.0.1:5555 - "POST /v1/chat/completions HTTP/1.1" 200 OK',
+            "torch.OutOfMemoryError: CUDA out of memory.",
+        ]
+        return "\n".join(lines).encode()
+
+
+class _Containers:
+    def get(self, name: str) -> _Container:
+        return _Container()
+
+
+class _Client:
+    containers = _Containers()
+
+
+def test_a_colours_log_lines_never_carry_a_logged_prompt_or_answer() -> None:
+    # vLLM <= 0.10.1 logs every prompt at INFO by default; a replayed captured request is one of them, and a
+    # failed colour's last lines go into the exception, the report and the PR comment.
+    lines = DockerEngine(_Client()).logs("bgdeploy-chat-green")  # type: ignore[arg-type]
+    text = "\n".join(lines)
+    assert "RT12-SECRET" not in text and "RT12-STOP" not in text, text
+    assert lines[0] == (
+        "INFO 07-10 12:00:00 [logger.py:43] Received request chatcmpl-abc123: [request content withheld by bgdeploy]"
+    )
+    assert lines[3:] == [
+        'INFO:     127.0.0.1:5555 - "POST /v1/chat/completions HTTP/1.1" 200 OK',
+        "torch.OutOfMemoryError: CUDA out of memory.",
+    ]
