@@ -9,13 +9,7 @@ import sys
 from pathlib import Path
 
 from bgdeploy.capture import keeper
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("MiB", 1024**2), ("KiB", 1024)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
+from bgdeploy.report.status import human_size as _size
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bgdeploy.analysis.verdict import judge
+from bgdeploy.capture import keeper
 from bgdeploy.execute.observe import observe
 from bgdeploy.execute.session import Session
 from bgdeploy.plan.names import COLOURS
@@ -64,6 +65,8 @@ def status(session: Session) -> dict[str, Any]:
             "container": None if observed.router_container is None else observed.router_container.status,
         },
         "colours": colours,
+        # Sizes and counts only: no captured content crosses the connection.
+        "capture": keeper.status(session).to_json() if keeper.capture_settings(session) is not None else None,
         "history": parse_history(session.host.read_file(session.layout.history_file), limit=5),
         "warnings": list(observed.warnings) + _state_damage(session),
     }

@@ -7,6 +7,31 @@ from typing import Any
 from bgdeploy.report.live import traffic_line
 
 
+def human_size(n: int) -> str:
+    for unit, scale in (("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def capture_lines(capture: dict[str, Any] | None) -> list[str]:
+    """validation.replay.capture: what the router holds (sizes and counts, never content) and its keeper."""
+    if not capture:
+        return []
+    bound = f" of at most {human_size(capture['max_bytes'])}" if capture.get("max_bytes") is not None else ""
+    state = "on" if capture["enabled"] else "off"
+    lines = [
+        f"capture: {state}, keeper {capture['keeper']}: {capture['requests']} request(s) held, "
+        f"{human_size(capture['bytes_stored'])}{bound}"
+    ]
+    if capture["enabled"] and capture["keeper"] != "running":
+        lines.append(
+            f"warning: the capture keeper is {capture['keeper']}, so nothing bounds the capture file; "
+            "the next deploy starts it again (or turn capture off)"
+        )
+    return lines
+
+
 def render_status(data: dict[str, Any]) -> str:
     """`bgdeploy status` as text, from the data `execute.status.status` returns (the same as `--json`)."""
     lines = [f"{data['name']} on {data['host']}"]
@@ -43,6 +68,7 @@ def render_status(data: dict[str, Any]) -> str:
                 f"  {colour}: {entry['container']}, {entry['health']}: {entry['model']} ({entry['image']}), "
                 f"deployed {entry['deployed_at']}"
             )
+    lines += capture_lines(data.get("capture"))
     if data["history"]:
         lines.append("last deploys:")
         for item in reversed(data["history"]):

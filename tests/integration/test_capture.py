@@ -227,6 +227,8 @@ def test_list_shows_the_keeper_and_remove_takes_it_with_the_capture(dep: Deploym
     row = listed[dep.name]
     assert row["capture"] == "running" and row["leftovers"] == [], row
     assert f"bgdeploy-{dep.name}-capture" in row["containers"], row
+    status = ok(dep.run("status"))
+    assert "capture: on, keeper running: " in status and "of at most 64.0 KiB" in status, status
     out = ok(dep.run("remove", "--yes"))
     assert f"container bgdeploy-{dep.name}-capture" in out, out
     assert not directory.exists()

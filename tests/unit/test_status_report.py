@@ -35,3 +35,33 @@ def test_recent_traffic_is_worded_from_the_numbers() -> None:
 def test_nothing_live_and_no_router_config() -> None:
     text = render_status(data(live=None, router={"mode": "host", "weights": {}}))
     assert text.splitlines()[1:3] == ["live: nothing", "router (host): no config"]
+
+
+def test_capture_line_shows_sizes_and_counts_against_the_bound() -> None:
+    capture = {
+        "enabled": True,
+        "directory": "/home/deploy/.bgdeploy/chat/router/capture",
+        "bytes_stored": 3 * 1024,
+        "max_bytes": 64 * 1024,
+        "requests": 12,
+        "keeper": "running",
+    }
+    text = render_status(data(capture=capture))
+    assert "capture: on, keeper running: 12 request(s) held, 3.0 KiB of at most 64.0 KiB" in text.splitlines()
+    assert "warning" not in text
+
+
+def test_capture_without_its_keeper_warns_and_no_capture_says_nothing() -> None:
+    capture = {
+        "enabled": True,
+        "directory": "d",
+        "bytes_stored": 0,
+        "max_bytes": 1024,
+        "requests": 0,
+        "keeper": "absent",
+    }
+    text = render_status(data(capture=capture))
+    assert "capture: on, keeper absent: 0 request(s) held, 0 B of at most 1.0 KiB" in text
+    assert "warning: the capture keeper is absent" in text
+    assert "capture" not in render_status(data(capture=None))
+    assert "capture" not in render_status(data())
