@@ -24,6 +24,7 @@ from bgdeploy.plan.state import HostState
 from bgdeploy.transports.docker_engine import ContainerInfo
 
 PROBES = 4  # a split config answers with either colour; all answers must name the same config
+HEALTH_TRIES = 3
 
 
 def _probe_router(session: Session) -> ProbeTally:
@@ -41,21 +42,30 @@ def _probe_router(session: Session) -> ProbeTally:
     return tally
 
 
+def _healthy(session: Session, host_port: int) -> bool:
+    """One missed probe is not a dead colour (a busy server can miss one): a judgement that moves traffic off
+    the live release (to the previous one) must not rest on it, so a few tries, a second apart."""
+    spec = session.loaded.spec
+    for attempt in range(HEALTH_TRIES):
+        if attempt:
+            session.clock.sleep(1.0)
+        try:
+            with session.client(session.host.reach(host_port), timeout=5) as client:
+                if client.probe(spec.health.path, timeout=spec.health.timeout).state == "ready":
+                    return True
+        except TransportError:
+            pass
+    return False
+
+
 def _colour_facts(session: Session, infos: Mapping[Colour, ContainerInfo | None]) -> dict[Colour, ColourFacts]:
     facts: dict[Colour, ColourFacts] = {}
-    spec = session.loaded.spec
     for colour in COLOURS:
         info = infos.get(colour)
         if info is None or not info.running:
             facts[colour] = ColourFacts(running=False, healthy=False, address=None)
             continue
-        healthy = False
-        if info.host_port is not None:
-            try:
-                with session.client(session.host.reach(info.host_port), timeout=5) as client:
-                    healthy = client.probe(spec.health.path, timeout=spec.health.timeout).state == "ready"
-            except TransportError:
-                healthy = False
+        healthy = info.host_port is not None and _healthy(session, info.host_port)
         facts[colour] = ColourFacts(running=True, healthy=healthy, address=session.router.address(colour, info))
     return facts
 

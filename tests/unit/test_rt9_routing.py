@@ -109,3 +109,20 @@ def test_a_canary_step_ends_at_once_when_the_old_colour_stops(monkeypatch: pytes
     with pytest.raises(DeployFailed, match="old colour blue is exited during the canary step"):
         canary.run_steps(cycle)
     assert moves == [({"blue": 90, "green": 10}, 10)]  # never on to step 2
+
+
+def test_one_missed_health_probe_does_not_make_a_colour_unhealthy() -> None:
+    # A single 503 (a busy server) must not move traffic off the live release to the previous one.
+    import httpx
+
+    from bgdeploy.routers.reconcile import _colour_facts
+    from tests.fakes import fake_session
+
+    answers = iter([503, 200])
+    transport = httpx.MockTransport(lambda request: httpx.Response(next(answers, 503)))
+    session = fake_session(http=transport)
+    facts = _colour_facts(session, {"blue": container(BLUE), "green": None})
+    assert facts["blue"].healthy and not facts["green"].running
+
+    dead = fake_session(http=httpx.MockTransport(lambda request: httpx.Response(503)))
+    assert not _colour_facts(dead, {"blue": container(BLUE), "green": None})["blue"].healthy
