@@ -36,6 +36,7 @@ class Cycle(Protocol):
     aside_was_running: bool
     host_ports: dict[Colour, int | None]
     resume_from: int
+    routed: dict[Colour, int]
 
     def alive(self) -> None: ...
 
@@ -112,6 +113,7 @@ def run_steps(cycle: Cycle) -> None:
         cycle.switched = True
         _boundary(session, "weights")
         apply_weights(session, weights, cycle.host_ports, confirm=None)
+        cycle.routed = dict(weights)
         _boundary(session, "watch")
         started = session.clock.now()
         try:

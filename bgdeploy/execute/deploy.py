@@ -115,6 +115,9 @@ class Cycle:
     aside_was_running: bool = False
     since: Cursor | None = None  # live traffic from the moment all of it moved: what the bake judges
     resume_from: int = 0  # the canary step to begin with (a promoted canary goes on where it paused)
+    # What the router serves as far as this cycle knows: the weights it last applied (and nginx confirmed).
+    # A failure reports from it what clients reach, never what the cycle meant to do.
+    routed: dict[Colour, int] = field(default_factory=dict)
 
     def run(self, first: str | None = None, last: str | None = None) -> None:
         """Carry out the plan's steps in order, from the step named `first` to the one named `last`."""
@@ -216,6 +219,7 @@ class Cycle:
         session.out.say(f"switch: all traffic to {self.new}")
         self.switched = True
         apply_weights(session, {self.new: 100}, self.host_ports, confirm=self.new)
+        self.routed = {self.new: 100}
         self.since = session.traffic.mark()
 
     def step_smoke(self) -> None:
@@ -302,10 +306,12 @@ class Cycle:
             if self.old is not None and old_now is not None and old_now.running:
                 session.out.say(f"rollback: sending all traffic back to {self.old}")
                 apply_weights(session, {self.old: 100}, self.host_ports, confirm=self.old)
+                self.routed = {self.old: 100}
             else:
                 # First deploy: nothing served before, so nothing may serve a colour that failed.
                 session.out.say("rollback: removing the routing (nothing was live before this deploy)")
                 remove_routing(session)
+                self.routed = {}
         if self.started:
             if self.switched:
                 # Clients may still be waiting on answers from the new colour: let them finish first.
@@ -367,6 +373,7 @@ def deploy(session: Session, *, force: bool = False, preview: bool = False) -> N
         return
     old = observed.live.colour if observed.live is not None and observed.running(observed.live.colour) else None
     cycle = Cycle(session, observed, plan, plan.new_colour, old)
+    cycle.routed = {old: 100} if old is not None else {}
     session.set_target(spec_release(session.loaded.spec, plan.new_colour, session.loaded.spec_hash, cycle.deployed_at))
     if plan.blockers:
         raise DeployFailed("preflight refused the deploy, nothing was changed: " + "; ".join(plan.blockers))
@@ -424,7 +431,15 @@ def _undo_after_failure(cycle: Cycle, exc: BaseException) -> None:
             canary.clear(cycle)
     except Exception as undo_error:  # reported; the first failure is what the user must see
         session.warn(f"rollback did not finish: {undo_error}; run `bgdeploy rollback` or deploy again")
-    result.active_colour = cycle.old
+    # What clients reach now, from the weights last applied: after a lost connection past the switch that is
+    # the new colour, and the user must not read that the old one still serves.
+    served = {colour: weight for colour, weight in cycle.routed.items() if weight > 0}
+    result.active_colour = max(served, key=lambda colour: served[colour]) if served else None
+    if cycle.new in served and result.failure is not None:
+        shares = ", ".join(f"{colour} {weight}%" for colour, weight in sorted(served.items()))
+        result.failure += (
+            f"; the router still sends traffic to the new release on {cycle.new} ({shares}): it was not rolled back"
+        )
 
 
 def _record_settings(session: Session, observed: Observed, plan: DeployPlan) -> None:

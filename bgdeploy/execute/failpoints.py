@@ -1,7 +1,8 @@
 """Failpoints: named places where the fault-matrix harness (tests/faults, bench/faults.py) injects a fault.
 
 Off unless BGDEPLOY_FAILPOINTS is set (never in normal use): a comma-separated list of `POINT=ACTION`, where
-POINT is `before:STEP` (a step boundary, from the plan's own step list), `router:reload` or `state:write`,
+POINT is `before:STEP` (a deploy step boundary, from the plan's own step list), `before:COMMAND:PHASE` (a
+phase of rollback, promote, abort or a canary step: bgdeploy/plan/boundaries.py), `router:reload` or `state:write`,
 and ACTION is `kill` (SIGKILL this process), `fail` (the operation fails as it would on the host),
 `drop` (close the connection to the host), or `pause` (write BGDEPLOY_FAILPOINT_DIR/POINT.reached and wait,
 at most 120 s, for POINT.go there: the harness restarts a container or dockerd meanwhile); `crash` raises an
@@ -14,10 +15,16 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bgdeploy.errors import TransportError
+from bgdeploy.plan.boundaries import Command, point
+from bgdeploy.plan.result import Phase
+
+if TYPE_CHECKING:
+    from bgdeploy.execute.session import Session
 
 ENV = "BGDEPLOY_FAILPOINTS"
 
@@ -56,3 +63,12 @@ def hit(point: str, host: Any = None) -> None:
         deadline = time.monotonic() + 120
         while not (folder / f"{name}.go").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def phase(session: Session, command: Command, name: str) -> Iterator[Phase]:
+    """A named phase of `command` entered at its boundary: the boundary's failpoint, then `session.phase`.
+    Callers pass names typed by bgdeploy/plan/boundaries.py's lists, which the fault matrix enumerates."""
+    hit(point(command, name), session.host)
+    with session.phase(name) as record:
+        yield record

@@ -4,17 +4,30 @@ that goes on from where it paused, or is undone.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from dataclasses import replace
 
 from bgdeploy.errors import DeployFailed
-from bgdeploy.execute import colours
+from bgdeploy.execute import colours, failpoints
 from bgdeploy.execute.canary import clear, record
 from bgdeploy.execute.deploy import Cycle, finish
 from bgdeploy.execute.observe import observe, release_of
 from bgdeploy.execute.session import Session
+from bgdeploy.plan.boundaries import AbortPhase, PromotePhase
+from bgdeploy.plan.result import Phase
 from bgdeploy.plan.state import CanaryState
 from bgdeploy.plan.steps import HostView, plan_deploy
 from bgdeploy.routers.reconcile import reconcile
+
+
+def _promote_phase(session: Session, name: PromotePhase) -> AbstractContextManager[Phase]:
+    """A promote phase, entered at its boundary (failpoint `before:promote:NAME`)."""
+    return failpoints.phase(session, "promote", name)
+
+
+def _abort_phase(session: Session, name: AbortPhase) -> AbstractContextManager[Phase]:
+    """An abort phase, entered at its boundary (failpoint `before:abort:NAME`)."""
+    return failpoints.phase(session, "abort", name)
 
 
 def _resume(session: Session, *, need_new: bool) -> tuple[Cycle, CanaryState]:
@@ -57,6 +70,7 @@ def _resume(session: Session, *, need_new: bool) -> tuple[Cycle, CanaryState]:
         canary.new: info.host_port if info else None,
         canary.old: old_info.host_port if old_info else None,
     }
+    cycle.routed = {canary.old: 100 - canary.weight, canary.new: canary.weight}
     session.set_target(canary.release)
     session.result.live_before = old_release
     session.result.previous_colour = canary.old
@@ -65,7 +79,7 @@ def _resume(session: Session, *, need_new: bool) -> tuple[Cycle, CanaryState]:
 
 def promote(session: Session, *, full: bool) -> None:
     """Go on with a paused canary: the next step (or straight to 100% with `full`), then finish the deploy."""
-    with session.phase("observe"):
+    with _promote_phase(session, "observe"):
         cycle, canary = _resume(session, need_new=True)
     if session.loaded.spec_hash != canary.release.spec_hash:
         raise DeployFailed(
@@ -76,7 +90,8 @@ def promote(session: Session, *, full: bool) -> None:
     cycle.resume_from = steps if full else canary.step + 1
     going = "straight to 100%" if cycle.resume_from >= steps else f"with step {cycle.resume_from + 1}"
     session.out.say(f"promote: {canary.new} at {canary.weight}%, going on {going}")
-    record(cycle, paused="")
+    with _promote_phase(session, "resume"):
+        record(cycle, paused="")
     finish(cycle, first="switch")
 
 
@@ -93,7 +108,7 @@ def _old_colour_ready(session: Session, canary: CanaryState) -> None:
         raise DeployFailed(
             f"cannot abort: the old colour {canary.old} has no container to send traffic back to; {keep}"
         )
-    with session.phase("start"):
+    with _abort_phase(session, "start"):
         started = colours.start_again(session, canary.old)
     if started is None:
         raise DeployFailed(f"cannot abort: {canary.old} ({info.status}) did not become ready again; {keep}")
@@ -101,12 +116,15 @@ def _old_colour_ready(session: Session, canary: CanaryState) -> None:
 
 def abort(session: Session) -> None:
     """Send all traffic back to the old colour and remove the canary's new colour."""
-    with session.phase("observe"):
+    with _abort_phase(session, "observe"):
         cycle, canary = _resume(session, need_new=False)
     _old_colour_ready(session, canary)
     session.out.say(f"abort: sending all traffic back to {canary.old}, removing {canary.new}")
-    with session.phase("abort"):
+    # Until the undo routes back, the canary's weights are what clients reach (a failure must say so).
+    session.result.active_colour = canary.old if canary.weight < 50 else canary.new
+    with _abort_phase(session, "undo"):
         cycle.undo()
+    with _abort_phase(session, "clear"):
         clear(cycle)
     session.result.outcome = "aborted"
     session.result.active_colour = canary.old

@@ -155,6 +155,9 @@ def headline(result: Result, *, markdown: bool = True) -> str:
         return f"{outcome}: {target.colour} now serves {inline(target.model, 80)}{frm}"
     if result.outcome == "failed":
         live = f"{result.active_colour} still serves" if result.active_colour else "nothing was live before"
+        if result.active_colour and target is not None and result.active_colour == target.colour:
+            # The failure came after the switch and nothing routed back (a lost connection): say what serves.
+            live = f"{result.active_colour} serves {inline(target.model, 80)}"
         return f"{outcome}: {live}. {inline(result.failure or 'unknown failure', 300)}"
     if result.outcome == "previewed" and target is not None:
         live = f"; {result.active_colour} keeps serving" if result.active_colour else ""

@@ -1,7 +1,14 @@
-"""The fault matrix: at a step boundary of a deploy, inject a fault while plain and streaming clients send
-requests through the router; then check what a user would notice, and that the next run converges.
+"""The fault matrix: at a step boundary of a deploy, rollback, canary step, promote or abort, inject a fault
+while plain and streaming clients send requests through the router; then check what a user would notice,
+and that the next run converges.
 
-The boundaries come from the plan's own step list (`StepKind`), so a new step is covered automatically.
+The boundaries come from the commands' own lists (bgdeploy/plan/boundaries.py: a deploy's are its plan's
+`StepKind`, named `STEP`; the others' `COMMAND:PHASE`), so a new step or phase is covered automatically.
+A deploy cell deploys the next version with the fault. A `rollback:` cell deploys the next version, then
+rolls back with the fault. A `canary:` cell deploys the next version as a canary (paused after its step)
+with the fault; a `promote:` or `abort:` cell deploys it as a canary first, then promotes or aborts with
+the fault. The next run is the same command again, as a user would retry it; a canary still in progress
+afterwards is aborted before the next cell (outside the cell's figures).
 Faults: `kill` (SIGKILL of bgdeploy), `drop` (the SSH connection closes), `write-fail` (the next host
 operation fails as on a full disk; at `record` the state write itself fails), `reload-fail` (`nginx -s
 reload` fails), `green-dies` (the new colour's container is killed), `live-restart` (the live container is
@@ -16,19 +23,20 @@ apart); after the next bgdeploy run (exit 0 or 1, no manual step) `status` judge
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import httpx
 
-from bgdeploy.plan.steps import StepKind
+from bgdeploy.plan.boundaries import all_boundaries
 from tests.integration.conftest import REPO_ROOT
 
-BOUNDARIES: tuple[str, ...] = get_args(StepKind)
+BOUNDARIES: tuple[str, ...] = all_boundaries()
 FAULTS = (
     "kill",
     "kill-at-reload",
@@ -48,11 +56,28 @@ QUESTION = "What is the capital of France?"
 RETRYABLE = "without sending a response"  # a keep-alive connection nginx closed as the request reused it
 
 
+# The reload faults act at the reload itself, whatever the boundary: one cell per command, at its switch.
+RELOAD_AT = ("switch", "rollback:switch", "promote:resume", "abort:undo", "canary:weights")
+# What the canary cells deploy: one step, then a pause (auto_promote false) that promote or abort goes on from.
+CANARY_ROLLOUT: dict[str, Any] = {
+    "strategy": "canary",
+    "steps": [{"weight": 50, "bake": "1s"}],
+    "analysis_interval": "1s",
+    "auto_promote": False,
+    "rollback_on": {"min_requests": 1},
+}
+
+
+def command_of(boundary: str) -> str:
+    """`deploy` for a deploy step, else the part before the colon (`canary` boundaries are in a deploy)."""
+    return boundary.partition(":")[0] if ":" in boundary else "deploy"
+
+
 def applies(boundary: str, fault: str) -> bool:
     if fault == "green-dies":
-        return boundary in NEEDS_NEW
+        return ":" in boundary or boundary in NEEDS_NEW
     if fault in ("reload-fail", "kill-at-reload"):
-        return boundary in ("switch",)  # at the reload itself, whatever the boundary: one cell
+        return boundary in RELOAD_AT
     return True
 
 
@@ -146,7 +171,7 @@ class Traffic:
 
 
 def _env(dep: Any, boundary: str, fault: str, folder: Path) -> dict[str, str]:
-    points = {
+    points: dict[str, str] = {
         "kill": f"before:{boundary}=kill",
         "drop": f"before:{boundary}=drop",
         "write-fail": f"before:{boundary}=fail,state:write=fail",
@@ -192,20 +217,47 @@ def _act(dep: Any, docker: Any, fault: str, model: str, restart_dockerd: Any) ->
     return set()
 
 
+def _setup(dep: Any, boundary: str, version: int, timeout: float) -> tuple[list[str], str]:
+    """Bring the host to where the boundary's command starts; (that command, the model its new colour runs)."""
+    command = command_of(boundary)
+    model = f"acme/chat-v{version}"
+    canary = command in ("canary", "promote", "abort")
+    dep.write(model, **({"rollout": {**dep.spec()["rollout"], **CANARY_ROLLOUT}} if canary else {}))
+    if command in ("deploy", "canary"):
+        return ["deploy"], model
+    first = dep.run("deploy", timeout=timeout)
+    if first.returncode != 0:
+        raise AssertionError(f"{boundary}: the deploy before the faulted {command} failed:\n{first.stderr[-1500:]}")
+    if command == "rollback":
+        return ["rollback"], f"acme/chat-v{version - 1}"  # the colour a rollback makes live again
+    return [command], model
+
+
+def _settle(dep: Any, timeout: float) -> None:
+    """A canary still in progress would refuse the next cell's deploy: abort it (outside the cell)."""
+    try:
+        in_progress = bool(json.loads((dep.state_dir() / "state.json").read_text()).get("canary"))
+    except (OSError, ValueError):
+        in_progress = False
+    if in_progress:
+        dep.run("abort", "--lock-wait", LOCK_WAIT, timeout=timeout)
+
+
 def run_cell(
     dep: Any, docker: Any, boundary: str, fault: str, version: int, *, restart_dockerd: Any = None, timeout: float = 150
 ) -> Cell:
-    """Deploy acme/chat-v`version` with `fault` at `boundary`, then converge; the cell's figures."""
+    """Run the boundary's command (see the module's docstring) towards acme/chat-v`version` with `fault` at
+    `boundary`, then the same command again; the cell's figures."""
     cell = Cell(boundary, fault)
-    model = f"acme/chat-v{version}"
     folder = dep.workdir / f"fp-{version}"
     folder.mkdir(exist_ok=True)
-    dep.write(model)
+    command, model = _setup(dep, boundary, version, timeout)
+    pause = f"before:{boundary}".replace(":", "-")  # the file names failpoints.py's `pause` writes and waits for
     killed: set[str] = set()
     with Traffic(dep.url) as traffic:
         traffic.wait_for_requests(4)
         proc = subprocess.Popen(
-            dep.command("deploy", "--lock-wait", LOCK_WAIT),
+            dep.command(*command, "--lock-wait", LOCK_WAIT),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -214,14 +266,14 @@ def run_cell(
         )
         try:
             if fault in PAUSED:
-                reached = folder / f"before-{boundary}.reached"
+                reached = folder / f"{pause}.reached"
                 deadline = time.monotonic() + timeout
                 while not reached.exists() and proc.poll() is None and time.monotonic() < deadline:
                     time.sleep(0.05)
                 if reached.exists():
                     killed = _act(dep, docker, fault, model, restart_dockerd)
                     traffic.wait_for_requests(4)
-                (folder / f"before-{boundary}.go").write_text("go")
+                (folder / f"{pause}.go").write_text("go")
             out, _ = proc.communicate(timeout=timeout)
         finally:
             if proc.poll() is None:
@@ -230,7 +282,7 @@ def run_cell(
         cell.exit_code = proc.returncode
         cell.detail = out[-2000:]
         # The next run, as a user would start it: the same command, no failpoints.
-        again = dep.run("deploy", "--lock-wait", LOCK_WAIT, timeout=timeout)
+        again = dep.run(*command, "--lock-wait", LOCK_WAIT, timeout=timeout)
         cell.converge_code = again.returncode
         status = dep.run("status", timeout=60)
         served = _served(dep)
@@ -240,6 +292,7 @@ def run_cell(
                 f"\n-- converge exit {again.returncode}:\n{again.stderr[-1500:]}\n-- status:\n{status.stdout}"
             )
         traffic.wait_for_requests(4)
+    _settle(dep, timeout)
     cell.requests = traffic.requests
     cell.retried = traffic.retried
     for colour, problem in traffic.failures:
@@ -268,11 +321,12 @@ def table(cells: list[Cell]) -> str:
     faults = [f for f in FAULTS if any(c.fault == f for c in cells)]
     by = {(c.boundary, c.fault): c for c in cells}
     width = 26
-    lines = ["boundary".ljust(14) + "".join(f.ljust(width) for f in faults)]
+    first = max([len(c.boundary) for c in cells] + [12]) + 2
+    lines = ["boundary".ljust(first) + "".join(f.ljust(width) for f in faults)]
     for boundary in BOUNDARIES:
         if not any((boundary, f) in by for f in faults):
             continue
-        row = boundary.ljust(14)
+        row = boundary.ljust(first)
         for fault in faults:
             c = by.get((boundary, fault))
             text = (

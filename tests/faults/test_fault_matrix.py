@@ -9,11 +9,13 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
-from tests.faults.harness import BOUNDARIES, FAULTS, Cell, run_cell, table
+from bgdeploy.plan.boundaries import AbortPhase, CanaryPhase, PromotePhase, RollbackPhase
+from bgdeploy.plan.steps import StepKind
+from tests.faults.harness import BOUNDARIES, FAULTS, Cell, applies, run_cell, table
 from tests.integration.conftest import Testbed
 from tests.integration.deployments import Deployment, ok
 from tests.integration.test_host_router import host_nginx
@@ -31,6 +33,9 @@ CONTAINER_SLICE = [
 # ("bake", "green-dies") with rollout.bake 0: the new colour dies right after the switch; the old one must
 # not be drained and retired (found by the matrix: it used to leave nothing alive).
 HOST_SLICE = [("record", "write-fail"), ("switch", "live-restart"), ("bake", "green-dies")]
+# The other commands' boundaries, one fault each (container mode): the rollback killed before its switch
+# (the retry waits for the stale lock), the promote's state write failing, the abort's reload failing.
+COMMAND_SLICE = [("rollback:switch", "kill"), ("promote:resume", "write-fail"), ("abort:undo", "reload-fail")]
 
 
 class MatrixDeployment(Deployment):
@@ -79,8 +84,19 @@ def host_dep(testbed: Testbed, docker_client: Any, tmp_path: Path, host_nginx: N
 
 
 def test_the_slices_name_real_boundaries_and_faults() -> None:
-    for boundary, fault in CONTAINER_SLICE + HOST_SLICE:
-        assert boundary in BOUNDARIES and fault in FAULTS
+    for boundary, fault in CONTAINER_SLICE + HOST_SLICE + COMMAND_SLICE:
+        assert boundary in BOUNDARIES and fault in FAULTS and applies(boundary, fault)
+
+
+def test_every_command_s_boundaries_are_rows_of_the_matrix() -> None:
+    for command, phases in {
+        "rollback": get_args(RollbackPhase),
+        "promote": get_args(PromotePhase),
+        "abort": get_args(AbortPhase),
+        "canary": get_args(CanaryPhase),
+    }.items():
+        assert {f"{command}:{phase}" for phase in phases} <= set(BOUNDARIES)
+    assert set(get_args(StepKind)) <= set(BOUNDARIES)
 
 
 def _run(dep: MatrixDeployment, docker: Any, cells: list[tuple[str, str]]) -> list[Cell]:
@@ -96,6 +112,12 @@ def _run(dep: MatrixDeployment, docker: Any, cells: list[tuple[str, str]]) -> li
 
 def test_fault_slice_container_router(container_dep: MatrixDeployment, docker_client: Any) -> None:
     _run(container_dep, docker_client, CONTAINER_SLICE)
+
+
+def test_fault_slice_rollback_promote_abort_container_router(
+    container_dep: MatrixDeployment, docker_client: Any
+) -> None:
+    _run(container_dep, docker_client, COMMAND_SLICE)
 
 
 def test_fault_slice_host_router(host_dep: MatrixDeployment, docker_client: Any) -> None:

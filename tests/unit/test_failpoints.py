@@ -51,3 +51,24 @@ def test_pause_signals_and_goes_on_when_told(monkeypatch: pytest.MonkeyPatch, tm
     (tmp_path / "before-smoke.go").write_text("go")  # already allowed: returns at once
     failpoints.hit("before:smoke")
     assert (tmp_path / "before-smoke.reached").exists()
+
+
+def test_a_command_phase_is_entered_at_its_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.fakes import fake_session
+
+    session = fake_session()
+    monkeypatch.setenv(failpoints.ENV, "before:rollback:switch=fail")
+    with failpoints.phase(session, "rollback", "drain"):
+        pass
+    with pytest.raises(TransportError), failpoints.phase(session, "rollback", "switch"):
+        raise AssertionError("the phase must not start: its boundary failed first")
+    assert [p.name for p in session.result.phases] == ["drain"]
+
+
+def test_the_boundary_list_names_each_command_s_phases() -> None:
+    from bgdeploy.plan.boundaries import all_boundaries, point
+
+    rows = all_boundaries()
+    assert "switch" in rows and "rollback:switch" in rows and "promote:resume" in rows
+    assert "abort:undo" in rows and "canary:weights" in rows
+    assert point("deploy", "switch") == "before:switch" and point("abort", "undo") == "before:abort:undo"
