@@ -83,16 +83,35 @@ def lost_connection(where: str, exc: BaseException) -> ConnectionLost:
     )
 
 
+def _socket_gone(exc: OSError) -> bool:
+    """An OSError that says the channel underneath is gone (paramiko: `OSError("Socket is closed")` when a
+    closed channel is written to), not an answer from the host's file system."""
+    return isinstance(exc, ConnectionError) or "socket is closed" in str(exc).lower()
+
+
 def _connection_errors(method: F) -> F:
-    """paramiko reports a dropped connection as SSHException or EOFError: make it our clear error."""
+    """paramiko reports a dropped connection as SSHException, EOFError or a bare OSError ("Socket is closed",
+    from an SFTP request on a closed channel, e.g. after a long wait for a stale lock): make it our clear
+    error. An OSError never leaves a host method unwrapped (it would end the run as an internal error)."""
 
     @functools.wraps(method)
     def wrapper(self: SshHost, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
+        except ConnectionLost:
+            raise
         except (paramiko.SSHException, EOFError, TransportError) as exc:
-            if isinstance(exc, TransportError) and self.connected:
+            cause = exc.__cause__
+            gone = isinstance(cause, OSError) and _socket_gone(cause)
+            if isinstance(exc, TransportError) and self.connected and not gone:
                 raise  # a real answer from the host (permission denied, a full disk), not a lost connection
+            if gone:
+                self._forget_sftp()
+            raise lost_connection(self.description, exc) from exc
+        except OSError as exc:
+            if self.connected and not _socket_gone(exc):
+                raise RemoteRefused(f"{method.__name__} on {self.description} failed: {exc}") from exc
+            self._forget_sftp()  # its channel is closed: the next file operation opens a new one
             raise lost_connection(self.description, exc) from exc
 
     return cast(F, wrapper)
@@ -241,6 +260,14 @@ class SshHost:
         return CommandResult(tuple(argv), code, out.decode(errors="replace"), err.decode(errors="replace"))
 
     # -- files ----------------------------------------------------------------------------------------
+
+    def _forget_sftp(self) -> None:
+        """Drop an SFTP client whose channel closed (paramiko never reopens it), so a retry can work."""
+        with self._lock:
+            sftp, self._sftp = self._sftp, None
+        if sftp is not None:
+            with contextlib.suppress(Exception):
+                sftp.close()
 
     def _sftp_client(self) -> paramiko.SFTPClient:
         with self._lock:
