@@ -377,27 +377,10 @@ def deploy_fleet(fleet: Fleet, *, force: bool = False) -> None:
         return
     batches = plan_batches(changing, settings.first_batch, settings.batch, len(fleet.result.hosts))
     fleet.result.batches = [[n.member.label for n in b] for b in batches]
-    canary_batch = canary_batches(fleet, steady, len(batches))
     switched: list[Node] = []
     for number, batch in enumerate(batches, start=1):
-        steps = number in canary_batch
-        fleet.say(
-            f"batch {number}/{len(batches)}: {', '.join(n.member.label for n in batch)}"
-            + (" (canary steps)" if steps and len(canary_batch) < len(batches) else "")
-        )
-        try:
-            parallel(
-                lambda node, number=number, steps=steps: _deploy_one(fleet, node, number, force, steps),  # type: ignore[misc]
-                batch,
-            )
-        except KeyboardInterrupt:
-            # Each host of the batch undid its own cycle (the single-host interrupt path) before this is raised.
-            fleet.result.failure = (
-                f"interrupted (SIGINT/SIGTERM) during batch {number}: its hosts were rolled back; hosts switched by "
-                "an earlier batch stay on the new release, hosts not reached stay untouched (deploy again to go on)"
-            )
-            fleet.say(fleet.result.failure)
-            raise
+        fleet.say(f"batch {number}/{len(batches)}: {', '.join(n.member.label for n in batch)}")
+        parallel(lambda node, number=number: _deploy_one(fleet, node, number, force), batch)  # type: ignore[misc]
         switched += [n for n in batch if n.report.outcome == "deployed"]
         if settings.pause and any(n.report.outcome == "deployed" for n in batch):
             fleet.say(f"pause: {settings.pause:g}s before the fleet gate")
@@ -448,40 +431,19 @@ def deploy_fleet(fleet: Fleet, *, force: bool = False) -> None:
         fleet.result.outcome = "deployed"
 
 
-def canary_batches(fleet: Fleet, steady: Sequence[Node], batches: int) -> set[int]:
-    """The batches (numbered from 1) whose hosts run the canary steps of strategy: canary.
-
-    rollout.fleet.canary: first-batch (the default) makes the first batch the fleet's canary: once it passed
-    (its fleet gate included), the other batches switch all at once. A host already on this release (a
-    first batch promoted by hand after a pause, or a rollout resumed) means the canary has passed: no batch
-    runs the steps again. every-host: each host runs them, as a single host does.
-    """
-    spec = fleet.loaded.spec
-    if spec.rollout.strategy != "canary":
-        return set()
-    if spec.rollout.fleet.canary == "every-host":
-        return set(range(1, batches + 1))
-    if any(n.report.outcome == "unchanged" for n in steady):
-        fleet.say("the release already serves on some hosts, so its canary passed: every batch switches at once")
-        return set()
-    if batches > 1:
-        fleet.say("batch 1 is the canary (rollout.fleet.canary: first-batch); the later batches switch at once")
-    return {1}
-
-
 def _unchanged(node: Node) -> bool:
     plan = node.session.result.plan
     return plan is not None and plan.unchanged
 
 
-def _deploy_one(fleet: Fleet, node: Node, batch: int | None, force: bool, canary_steps: bool = True) -> None:
+def _deploy_one(fleet: Fleet, node: Node, batch: int | None, force: bool) -> None:
     report = node.report
     report.batch = batch
     result = _fresh(node, "deploy")
     report.result = result
     started = time.monotonic()
     try:
-        deploy(node.session, force=force, canary_steps=canary_steps)
+        deploy(node.session, force=force)
     except DeployFailed as exc:
         result.outcome = "failed"
         result.failure = result.failure or str(exc)
@@ -624,5 +586,13 @@ def status_fleet(fleet: Fleet) -> dict[str, Any]:
         "name": fleet.loaded.spec.name,
         "hosts": ordered,
         "releases": releases,
-        "converged": len(set(releases.values())) <= 1,
+        # As deploy_fleet compares them: by model and image (one image upgrade of the same model is a release).
+        "converged": len({_live_release(d) for d in ordered.values()}) <= 1,
     }
+
+
+def _live_release(data: dict[str, Any]) -> tuple[Any, Any] | None:
+    if "error" in data:
+        return None
+    live = data.get("live") or {}
+    return live.get("model"), live.get("image")

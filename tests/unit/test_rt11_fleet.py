@@ -69,7 +69,7 @@ def scripted(
             node.session.result.plan = SimpleNamespace(unchanged=False)  # type: ignore[assignment]
             node.report.before = release("m1", "blue")
 
-    def deploy(session: Any, force: bool = False) -> None:
+    def deploy(session: Any, force: bool = False, **_: Any) -> None:
         with guard:
             calls.append(f"deploy {session.label}")
         if isinstance(deploy_does.get(session.label), BaseException):
@@ -437,3 +437,14 @@ def test_one_host_listed_under_two_spellings_is_refused_before_any_lock(monkeypa
     assert acquired == []
     assert fleet.result.outcome == "blocked"
     assert "a and b are the same host (10.0.0.2:22)" in (fleet.result.failure or "")
+
+
+def test_fleet_status_is_not_converged_when_one_host_runs_another_image_of_the_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet, _ = scripted(monkeypatch, 2, "{batch: 1}", {}, {})
+    images = {"h1": "vllm/vllm-openai:v0.6.3", "h2": "vllm/vllm-openai:v0.6.4"}
+    monkeypatch.setattr(runner, "status", lambda s: {"live": {"model": "m2", "image": images[s.label]}})
+    data = runner.status_fleet(fleet)
+    assert data["releases"] == {"h1": "m2", "h2": "m2"}
+    assert data["converged"] is False  # as the deploy sees it: a release is the model and the image
