@@ -19,7 +19,7 @@ from bgdeploy.plan import capture as plan_capture
 from bgdeploy.plan.capture import ColourReplay, ReplayResult, judge
 
 # Runs on the host after plan/capture.py's own source (so sampling and normalising are the same code).
-_MAIN = r'''
+_MAIN = r"""
 
 def _replay_main(settings):
     import concurrent.futures
@@ -31,16 +31,17 @@ def _replay_main(settings):
     if settings.get("key_file"):
         with open(settings["key_file"]) as handle:
             key = handle.read().strip()
-    lines = []
-    for path in settings["files"]:
-        try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                lines.extend(handle.read().splitlines())
-        except OSError:
-            pass
-    bodies = captured_bodies(lines)
-    available = len(choose(bodies, 10**9, 0))
-    chosen = choose(bodies, settings["count"], settings["seed"])
+    def lines():
+        # One line at a time, split on "\n" only (what nginx ends a record with): the capture may be large.
+        for path in settings["files"]:
+            try:
+                with open(path, "rb") as handle:
+                    for raw in handle:
+                        yield raw.decode("utf-8", errors="replace")
+            except OSError:
+                pass
+
+    available, chosen = sample(iter_captured_bodies(lines()), settings["count"], settings["seed"])
 
     def ask(base, body):
         path = body.get("__path") or ("/v1/chat/completions" if "messages" in body else "/v1/completions")
@@ -95,7 +96,7 @@ if __name__ == "__main__":
         print(json.dumps(_replay_main(json.loads(sys.argv[1]))))
     except Exception as exc:  # the type only: a message could quote captured content
         print(json.dumps({"error": type(exc).__name__}))
-'''
+"""
 
 
 def host_script() -> str:

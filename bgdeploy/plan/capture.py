@@ -7,9 +7,10 @@ rates, latencies, agreement, positions of disagreements) come back. Nothing here
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 CAPTURE_FILE = "capture.jsonl"
@@ -59,9 +60,13 @@ def sample_percent(sample: float) -> str:
 
 
 def captured_bodies(lines: Iterable[str]) -> list[dict[str, object]]:
-    """The JSON request bodies of capture lines, in file order; lines cut by a rotation or too big to keep
-    (nginx logs an empty body for a request it did not hold in memory) are skipped."""
-    bodies: list[dict[str, object]] = []
+    """The JSON request bodies of capture lines, in file order (see iter_captured_bodies)."""
+    return list(iter_captured_bodies(lines))
+
+
+def iter_captured_bodies(lines: Iterable[str]) -> Iterator[dict[str, object]]:
+    """The JSON request bodies of capture lines, one at a time, in file order; lines cut by a rotation or too big
+    to keep (nginx logs an empty body for a request it did not hold in memory) are skipped."""
     for line in lines:
         try:
             record = json.loads(line)
@@ -73,8 +78,7 @@ def captured_bodies(lines: Iterable[str]) -> list[dict[str, object]]:
         if isinstance(body, dict) and ("messages" in body or "prompt" in body) and not too_deep(body):
             if isinstance(record.get("path"), str):
                 body = {**body, "__path": record["path"]}
-            bodies.append(body)
-    return bodies
+            yield body
 
 
 def too_deep(data: object, limit: int = MAX_BODY_DEPTH) -> bool:
@@ -91,18 +95,30 @@ def too_deep(data: object, limit: int = MAX_BODY_DEPTH) -> bool:
     return False
 
 
-def choose(bodies: Sequence[dict[str, object]], count: int, seed: int) -> list[dict[str, object]]:
+def choose(bodies: Iterable[dict[str, object]], count: int, seed: int) -> list[dict[str, object]]:
     """`count` distinct requests picked with `seed` (the same file and seed pick the same requests)."""
-    seen: set[str] = set()
-    distinct: list[dict[str, object]] = []
+    return sample(bodies, count, seed)[1]
+
+
+def sample(bodies: Iterable[dict[str, object]], count: int, seed: int) -> tuple[int, list[dict[str, object]]]:
+    """(distinct requests, `count` of them picked with `seed`, in the order read). `bodies` is read once and only
+    the picked ones and a digest of each distinct one are held (reservoir sampling), so the replay's memory on
+    the host does not grow with max_bytes (the capture can be gigabytes next to a loaded model)."""
+    rng = random.Random(seed)
+    seen: set[bytes] = set()
+    kept: list[tuple[int, dict[str, object]]] = []
     for body in bodies:
-        key = json.dumps(body, sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            distinct.append(body)
-    if len(distinct) <= count:
-        return distinct
-    return random.Random(seed).sample(distinct, count)
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        if len(kept) < count:
+            kept.append((len(seen), body))
+        else:
+            slot = rng.randrange(len(seen))
+            if slot < count:
+                kept[slot] = (len(seen), body)
+    return len(seen), [body for _, body in sorted(kept, key=lambda item: item[0])]
 
 
 def for_replay(body: dict[str, object], max_tokens: int) -> dict[str, object]:

@@ -148,3 +148,43 @@ def test_a_colours_log_lines_never_carry_a_logged_prompt_or_answer() -> None:
         'INFO:     127.0.0.1:5555 - "POST /v1/chat/completions HTTP/1.1" 200 OK',
         "torch.OutOfMemoryError: CUDA out of memory.",
     ]
+
+
+def _replay_peak_mib(capture: Path) -> tuple[dict[str, object], int]:
+    """The host script's answer and its peak RSS (MiB) over `capture`, against a port that refuses at once."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    args = {"files": [str(capture)], "count": 5, "seed": 1, "max_tokens": 8, "concurrency": 1, "timeout": 5}
+    args |= {"green": base, "live": base, "key_file": None}
+    measured = (
+        "import resource, sys\n"
+        "exec(compile(sys.stdin.read(), '<replay>', 'exec'), {'__name__': '__main__'})\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", measured, json.dumps(args)],
+            input=host_script(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        closed.close()
+    return json.loads(done.stdout.strip().splitlines()[-1]), int(done.stderr.strip().splitlines()[-1])
+
+
+def test_the_replay_reads_a_large_capture_in_bounded_memory(tmp_path: Path) -> None:
+    # max_bytes has no upper bound and the replay runs next to a loaded model: it must not hold the capture
+    # (it held the file twice over plus every parsed body: ~4x the capture in RAM on the GPU host).
+    empty, capture = tmp_path / "empty.jsonl", tmp_path / "capture.jsonl"
+    empty.write_text("")
+    with capture.open("w") as handle:
+        for i in range(64 * 1024):  # 64 MiB of captured chat requests, all distinct
+            body = json.dumps({"messages": [{"role": "user", "content": f"{i:08d}" + "x" * 900}]})
+            handle.write(line(body, "/v1/chat/completions") + "\n")
+    _, baseline = _replay_peak_mib(empty)
+    out, peak = _replay_peak_mib(capture)
+    assert out["available"] == 64 * 1024 and out["green"] == {"requests": 5, "errors": 5, "latency_p95_s": None}
+    assert peak - baseline < 24, f"the replay held {peak - baseline} MiB more reading a 64 MiB capture"
