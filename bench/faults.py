@@ -1,4 +1,5 @@
-"""The whole fault matrix on the testbed: every step boundary of a deploy (from the plan's own step list)
+"""The whole fault matrix on the testbed: every step boundary of a deploy (from the plan's own step list) and
+every phase of rollback, promote, abort and a canary step (bgdeploy/plan/boundaries.py: `COMMAND:PHASE`)
 times every fault, in both router modes, under plain and streaming traffic. Prints one table per mode
 (rows: boundaries; columns: faults; cells: requests, failed (failed on what the fault killed), converged).
 
