@@ -188,3 +188,12 @@ def test_the_replay_reads_a_large_capture_in_bounded_memory(tmp_path: Path) -> N
     out, peak = _replay_peak_mib(capture)
     assert out["available"] == 64 * 1024 and out["green"] == {"requests": 5, "errors": 5, "latency_p95_s": None}
     assert peak - baseline < 24, f"the replay held {peak - baseline} MiB more reading a 64 MiB capture"
+
+
+def test_a_body_with_a_unicode_line_separator_is_replayed(tmp_path: Path) -> None:
+    # nginx's escape=json leaves U+2028 as is; str.splitlines() cut such a record in two and it was never replayed.
+    capture = tmp_path / "capture.jsonl"
+    body = json.dumps({"prompt": "first\u2028second"}, ensure_ascii=False)
+    capture.write_text(json.dumps({"ts": "1", "path": "/v1/completions", "body": body}, ensure_ascii=False) + "\n")
+    out, _ = _replay_peak_mib(capture)
+    assert out["available"] == 1, out
