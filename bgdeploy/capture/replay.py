@@ -112,9 +112,16 @@ def replay(session: Session, green_port: int, live_port: int) -> ReplayResult:
     key_file = None
     api_key = session.environ.get(spec.runtime.api_key_env) if spec.runtime.api_key_env else None
     if api_key:
-        # The key reaches the host's script through a 0600 file, never its argv (visible in `ps`).
-        key_file = f"{keeper.capture_dir(session)}/.replay-key-{secrets.token_hex(8)}"
+        # The key reaches the host's script through a file, never its argv (visible in `ps`). The file is written
+        # with the host's umask (0644 over SFTP), so the directory is made private first (mkdir only makes it
+        # 0700 when it creates it), and the file 0600 after.
+        directory = keeper.capture_dir(session)
+        session.host.run(
+            ["sh", "-c", 'umask 077 && mkdir -p "$1" && chmod 700 "$1"', "sh", directory], timeout=30
+        ).raise_for_status("make the capture directory private")
+        key_file = f"{directory}/.replay-key-{secrets.token_hex(8)}"
         session.host.write_file(key_file, api_key.encode())
+        session.host.run(["chmod", "600", "--", key_file], timeout=30)
     args = {
         "files": [rotated, current],
         "count": settings.requests,

@@ -6,14 +6,19 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from bgdeploy.capture.replay import host_script
+from bgdeploy.capture.replay import host_script, replay
+from bgdeploy.errors import DeployFailed
 from bgdeploy.plan.capture import captured_bodies
 from bgdeploy.plan.nginx import Backend, RouterConfig, render_full_conf
+from bgdeploy.transports.base import CommandResult
 from bgdeploy.transports.docker_engine import DockerEngine
+from tests.fakes.host import FakeHost
+from tests.fakes.session import SPEC, fake_session
 from tests.unit.conftest import MINIMAL, problems
 
 
@@ -197,3 +202,40 @@ def test_a_body_with_a_unicode_line_separator_is_replayed(tmp_path: Path) -> Non
     capture.write_text(json.dumps({"ts": "1", "path": "/v1/completions", "body": body}, ensure_ascii=False) + "\n")
     out, _ = _replay_peak_mib(capture)
     assert out["available"] == 1, out
+
+
+class _OrderedHost(FakeHost):
+    """Records runs and writes in one sequence."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, ...]] = []
+
+    def run(self, argv: Sequence[str], *, timeout: float = 60.0) -> CommandResult:
+        self.events.append(("run", *argv))
+        return super().run(argv, timeout=timeout)
+
+    def write_file(self, path: str, data: bytes) -> None:
+        self.events.append(("write", path))
+        super().write_file(path, data)
+
+
+def test_the_api_key_for_the_replay_is_written_only_into_a_private_directory_and_made_0600() -> None:
+    # write_file creates with the host's umask (0644 over SFTP); mkdir -p made the capture directory 0700 only
+    # when it created it, so the key file was as private as a directory bgdeploy did not check.
+    host = _OrderedHost()
+    spec = SPEC.replace("runtime:\n", "runtime:\n  api_key_env: RT12_API_KEY\n  secret_env: [RT12_API_KEY]\n", 1)
+    session = fake_session(spec + "validation:\n  replay: {capture: {sample: 0.5}}\n", host=host)
+    session.environ = {"RT12_API_KEY": "rt12-api-key-value"}
+    with pytest.raises(DeployFailed):  # the fake host runs no python3
+        replay(session, 18001, 18002)
+    directory = "/home/deploy/.bgdeploy/unit/router/capture"
+    kinds = [event[0] for event in host.events]
+    write = kinds.index("write")
+    key_file = host.events[write][1]
+    assert key_file.startswith(directory + "/")
+    private = ("run", "sh", "-c", 'umask 077 && mkdir -p "$1" && chmod 700 "$1"', "sh", directory)
+    assert private in host.events[:write]
+    assert ("run", "chmod", "600", "--", key_file) in host.events[write:]
+    assert key_file not in host.files  # removed after the replay
+    assert not any("rt12-api-key-value" in " ".join(event) for event in host.events)
