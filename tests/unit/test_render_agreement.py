@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,13 +23,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bgdeploy.errors import SpecError
+from bgdeploy.plan.cohort import nginx_variable
 from bgdeploy.plan.container import plan_container, spec_release
 from bgdeploy.plan.names import Layout
-from bgdeploy.plan.nginx import Backend, RouterConfig, render_full_conf, render_http_block
+from bgdeploy.plan.nginx import Backend, render_full_conf, render_http_block
 from bgdeploy.plan.result import Result
 from bgdeploy.plan.state import Release
 from bgdeploy.plan.steps import HostView, plan_deploy
 from bgdeploy.report.markdown import headline, render
+from bgdeploy.routers.container import ContainerNginx
+from bgdeploy.routers.host import HostNginx
 from bgdeploy.spec import LoadedSpec, parse_spec_text
 from bgdeploy.spec.schema import spec_schema
 from tests.unit.conftest import HOST_KEY
@@ -125,6 +130,23 @@ def _object(node: dict[str, Any], depth: int) -> st.SearchStrategy[dict[str, Any
 @st.composite
 def spec_documents(draw: st.DrawFn) -> dict[str, Any]:
     doc: dict[str, Any] = draw(from_schema(SCHEMA))
+    # Sticky cohorts and capture change the router's config most; as optional keys two levels down they are
+    # rarely drawn by the schema walk alone, so half the examples get each.
+    # A cohort comes with the canary it needs; capture sizes mostly from the range the checks allow.
+    cohort = draw(st.one_of(st.none(), from_schema({"$ref": "#/$defs/Cohort"})))
+    capture = draw(st.one_of(st.none(), from_schema({"$ref": "#/$defs/Capture"})))
+    rollout = doc.setdefault("rollout", {})
+    if cohort is not None and isinstance(rollout, dict):
+        rollout["cohort"] = cohort
+        rollout["strategy"] = "canary"
+        if not rollout.get("steps"):
+            rollout["steps"] = [{"weight": draw(st.integers(1, 100)), "bake": "1m"}]
+    validation = doc.setdefault("validation", {})
+    if capture is not None and isinstance(validation, dict) and isinstance(validation.get("replay", {}), dict):
+        if draw(st.booleans()):
+            capture["max_bytes"] = draw(st.sampled_from(["64k", "1m", "64m", "2g", "65536"]))
+            capture["max_body"] = draw(st.sampled_from(["1k", "4k", "16k", "1024"]))
+        validation.setdefault("replay", {})["capture"] = capture
     # A pinned key cannot be generated from a pattern; give a real one where the target needs it.
     target = doc.setdefault("target", {})
     if isinstance(target, dict) and target.get("transport", "ssh") == "ssh":
@@ -154,29 +176,35 @@ def router_configs(loaded: LoadedSpec, log_dir: str, *, every_split: bool = True
             {"blue": 100},
             {"blue": 100 - steps[0].weight, "green": steps[0].weight} if steps else {"blue": 50, "green": 50},
         ]
+    # The routers' own configs (cohort, capture and all), with the files moved where nginx -t can open them.
+    session = SimpleNamespace(loaded=loaded, layout=Layout(spec.name, "/home/deploy"))
+    routers = {"host": HostNginx(session), "container": ContainerNginx(session)}  # type: ignore[arg-type]
     for weights in splits:
         backends = tuple(Backend(c, f"127.0.0.1:{18000 + i}", w) for i, (c, w) in enumerate(weights.items()))
-        host = RouterConfig(
-            name=spec.name,
-            listen=spec.router.listen,
-            bind=spec.router.bind,
-            read_timeout_s=spec.router.read_timeout,
-            backends=backends,
-            access_log=f"{log_dir}/access.log",
-            health_path=spec.health.path,
-        )
-        container = RouterConfig(
-            name=spec.name,
-            listen=8080,
-            bind="0.0.0.0",
-            read_timeout_s=spec.router.read_timeout,
-            backends=backends,
-            access_log=f"{log_dir}/access.log",
-            health_path=spec.health.path,
-        )
-        out.append(("host", render_http_block(host)))
-        out.append(("container", render_full_conf(container, runtime_dir=log_dir)))
+        for kind, router in routers.items():
+            cfg = router._router_config(backends)
+            capture_log = None if cfg.capture_log is None else f"{log_dir}/capture.jsonl"
+            cfg = replace(cfg, access_log=f"{log_dir}/access.log", capture_log=capture_log)
+            if kind == "host":
+                out.append((kind, render_http_block(cfg)))
+            else:
+                out.append((kind, render_full_conf(cfg, runtime_dir=log_dir)))
+            _check_settings_rendered(loaded, cfg, out[-1][1])
     return out
+
+
+def _check_settings_rendered(loaded: LoadedSpec, cfg: Any, text: str) -> None:
+    """The renderer was given the spec's cohort and capture, and the config shows them."""
+    spec = loaded.spec
+    cohort = spec.rollout.cohort
+    replay = spec.validation.replay
+    capture = replay.capture if replay is not None else None
+    assert cfg.cohort_by == (cohort.by if cohort is not None else None)
+    assert (cfg.capture_log is not None) == (capture is not None)
+    if capture is not None:
+        assert f"access_log {cfg.capture_log} " in text, text
+    if cohort is not None and sum(1 for b in cfg.backends if b.weight > 0) > 1:
+        assert f"${nginx_variable(cohort.by)}" in text, text
 
 
 def render_everything(loaded: LoadedSpec) -> list[tuple[str, str]]:
@@ -223,6 +251,38 @@ MINIMAL: dict[str, Any] = {
     "model": {"name": "m"},
     "runtime": {"image": "vllm/vllm-openai:v0.9.2"},
 }
+
+
+@st.composite
+def cohort_capture_documents(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid base with what the router renders differently: sticky cohorts and request capture (values from
+    the schema), each mode, canary steps; the broad generator above seldom draws a valid one of these."""
+    weights = sorted(set(draw(st.lists(st.integers(1, 100), min_size=1, max_size=3))))
+    cohort = draw(st.one_of(st.none(), from_schema({"$ref": "#/$defs/Cohort"})))
+    capture = draw(st.one_of(st.none(), from_schema({"$ref": "#/$defs/Capture"})))
+    if capture is not None and draw(st.integers(0, 3)):
+        capture["max_bytes"] = draw(st.sampled_from(["64k", "1m", "64m", "2g", "65536"]))
+        capture["max_body"] = draw(st.sampled_from(["1k", "4k", "16k", "1024"]))
+    rollout: dict[str, Any] = {"strategy": "canary", "steps": [{"weight": w, "bake": "1m"} for w in weights]}
+    if cohort is not None:
+        rollout["cohort"] = cohort
+    doc: dict[str, Any] = {
+        **MINIMAL,
+        "router": {"mode": draw(st.sampled_from(["container", "host"]))},
+        "health": {"path": draw(st.sampled_from(["/health", "/v1/models", "/ready?full=1"]))},
+        "rollout": rollout,
+    }
+    if capture is not None:
+        doc["validation"] = {"replay": {"capture": capture}}
+    return doc
+
+
+@settings(max_examples=30, deadline=None, derandomize=DERANDOMIZE, suppress_health_check=[HealthCheck.too_slow])
+@given(cohort_capture_documents())
+def test_cohort_and_capture_reach_the_rendered_config(doc: dict[str, Any]) -> None:
+    loaded = load(doc)
+    if loaded is not None:
+        render_everything(loaded)  # asserts the routers passed cohort and capture on (_check_settings_rendered)
 
 
 def test_a_health_path_with_a_query_validates_and_routes_on_its_path() -> None:
@@ -278,7 +338,7 @@ def nginx_test(nginx: str, kind: str, text: str, work: Path) -> subprocess.Compl
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
-@given(doc=spec_documents())
+@given(doc=st.one_of(spec_documents(), cohort_capture_documents()))
 def test_nginx_accepts_a_sample_of_rendered_configs(
     doc: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
