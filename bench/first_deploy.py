@@ -94,12 +94,13 @@ def adapt_to_testbed(spec_path: Path, env: dict[str, str], bake: str | None) -> 
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
-def table(run: Run, first_deploy_steps: int) -> str:
+def table(run: Run, first_deploy_steps: int, *, failed: bool) -> str:
     rows = [f"{'step':<34} {'seconds':>8}  note"]
     for label, seconds, note in run.steps:
         rows.append(f"{label:<34} {seconds:8.1f}  {note}")
     to_deploy = sum(seconds for _, seconds, _ in run.steps[:first_deploy_steps])
-    rows.append(f"{'total: fresh clone to first deploy':<34} {to_deploy:8.1f}")
+    label = "total until the failure" if failed else "total: fresh clone to first deploy"
+    rows.append(f"{label:<34} {to_deploy:8.1f}")
     return "\n".join(rows)
 
 
@@ -167,7 +168,7 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     print()
-    print(table(run, steps_to_deploy or len(run.steps)))
+    print(table(run, steps_to_deploy or len(run.steps), failed=bool(failure)))
     if failure:
         print(f"\nFAILED: {failure}", file=sys.stderr)
         return 1
