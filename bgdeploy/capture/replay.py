@@ -164,6 +164,10 @@ def validate_with_replay(session: Session, new: str, green_port: int | None, liv
     settings = session.loaded.spec.validation.replay
     if settings is None or settings.capture is None:
         return
+    if session.result.command == "preview":
+        # A preview runs a pull request's image, which has the network: live users' requests are not handed to it.
+        session.warn("replay skipped: a preview runs a pull request's image; captured live requests never reach it")
+        return
     if green_port is None or live_port is None:
         session.warn("replay skipped: nothing is live to compare with (the capture starts with this deploy)")
         return

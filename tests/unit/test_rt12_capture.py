@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bgdeploy.capture.replay import host_script, replay
+from bgdeploy.capture.replay import host_script, replay, validate_with_replay
 from bgdeploy.errors import DeployFailed
 from bgdeploy.plan.capture import captured_bodies
 from bgdeploy.plan.nginx import Backend, RouterConfig, render_full_conf
@@ -239,3 +239,17 @@ def test_the_api_key_for_the_replay_is_written_only_into_a_private_directory_and
     assert ("run", "chmod", "600", "--", key_file) in host.events[write:]
     assert key_file not in host.files  # removed after the replay
     assert not any("rt12-api-key-value" in " ".join(event) for event in host.events)
+
+
+def test_a_preview_never_gets_the_captured_requests() -> None:
+    # A preview runs the pull request's image (with the network): replaying production's captured requests into
+    # it would hand live users' prompts to whoever wrote the pull request.
+    host = FakeHost()
+    session = fake_session(SPEC + "validation:\n  replay: {capture: {sample: 0.5}}\n", host=host, command="preview")
+    validate_with_replay(session, "green", 18001, 18002)
+    assert host.ran == [] and session.result.replay is None
+    assert any("replay skipped: a preview" in w for w in session.result.warnings)
+    deploy = fake_session(SPEC + "validation:\n  replay: {capture: {sample: 0.5}}\n", host=host)
+    with pytest.raises(DeployFailed):  # a deploy does replay (the fake host has no python3)
+        validate_with_replay(deploy, "green", 18001, 18002)
+    assert any(argv[0] == "python3" for argv in host.ran)
