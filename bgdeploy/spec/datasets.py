@@ -74,9 +74,20 @@ def _line_problem(file: str, line: int, column: int, path: tuple[str | int, ...]
     return Problem(dotted(path), message, line, column, file=file)
 
 
+# A key is quoted in a problem (its path, "unknown key ..."): cut, so a line of megabyte keys cannot make
+# megabytes of output (20 problems shown per file).
+MAX_KEY_SHOWN = 64
+
+
+def _shown(key: str | int) -> str | int:
+    if isinstance(key, int) or len(key) <= MAX_KEY_SHOWN:
+        return key
+    return key[: MAX_KEY_SHOWN - 3] + "..."
+
+
 def _pydantic_problems(file: str, line: int, exc: ValidationError) -> Iterator[Problem]:
     for err in exc.errors():
-        loc = tuple(err["loc"])
+        loc = tuple(_shown(part) for part in err["loc"])
         message = err["msg"]
         if err["type"] == "extra_forbidden" and loc:
             key = str(loc[-1])

@@ -66,3 +66,10 @@ def test_a_huge_line_is_refused_without_being_read_whole(tmp_path: Path) -> None
     assert [p.line for p in found] == [2] and "longer than" in found[0].message
     assert loaded.total == 2  # the line after the huge one is still read, with its own number
     assert peak < 8 * MAX_LINE_BYTES, peak  # a few bounded buffers, not the 32 MiB line
+
+
+def test_a_huge_unknown_key_is_cut_in_the_problem(tmp_path: Path) -> None:
+    line = json.dumps({"chat": "x", "k" * 500_000: 1}).encode() + b"\n"
+    text = problems(tmp_path, line * 30)
+    assert len(text) < 20_000, len(text)
+    assert f"{tmp_path}/evals/a.jsonl:1:1: {'k' * 61}...: unknown key '{'k' * 61}...'" in text, text[:300]
