@@ -70,7 +70,13 @@ def confined_path(written: str, spec_dir: Path, root: Path) -> Path:
     return target
 
 
+# A problem may quote a value of the line (a tool name, a schema): cut, like keys (MAX_KEY_SHOWN).
+MAX_MESSAGE_SHOWN = 400
+
+
 def _line_problem(file: str, line: int, column: int, path: tuple[str | int, ...], message: str) -> Problem:
+    if len(message) > MAX_MESSAGE_SHOWN:
+        message = message[: MAX_MESSAGE_SHOWN - 3] + "..."
     return Problem(dotted(path), message, line, column, file=file)
 
 

@@ -73,3 +73,21 @@ def test_a_huge_unknown_key_is_cut_in_the_problem(tmp_path: Path) -> None:
     text = problems(tmp_path, line * 30)
     assert len(text) < 20_000, len(text)
     assert f"{tmp_path}/evals/a.jsonl:1:1: {'k' * 61}...: unknown key '{'k' * 61}...'" in text, text[:300]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        {
+            "chat": "w",
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "expect": {"tool_call": {"name": "n" * 400_000}},
+        },
+        {"chat": "j", "expect": {"json_schema": {"type": "t" * 400_000}}},
+    ],
+    ids=["tool-name", "json-schema"],
+)
+def test_a_problem_quoting_a_huge_value_is_cut(tmp_path: Path, line: dict[str, object]) -> None:
+    text = problems(tmp_path, json.dumps(line).encode() + b"\n")
+    assert f"{tmp_path}/evals/a.jsonl:1:1: expect." in text and text.rstrip().endswith("..."), text[:300]
+    assert len(text) < 2_000, len(text)
