@@ -40,8 +40,7 @@ def capture_settings(session: Session) -> Capture | None:
 
 def keeper_image(session: Session) -> str:
     """An image already on the host with sh and coreutils: the router's in container mode, else the model's."""
-    spec = session.loaded.spec
-    return spec.router.image if spec.router.mode == "container" else spec.runtime.image
+    return session.router.container_image or session.loaded.spec.runtime.image
 
 
 def _labels(session: Session, limit: int, image: str) -> dict[str, str]:

@@ -138,7 +138,8 @@ def router_requests(session: Session, colour: Colour, info: ContainerInfo) -> in
     spec = session.loaded.spec
     port = int(info.label("port")) if info.label("port").isdigit() else spec.runtime.port
     try:
-        if spec.router.mode == "container":
+        if session.router.colour_network() is not None:
+            # The router reaches the colour over a Docker network: its connections are in the colour's netns.
             files = ["/proc/net/tcp", "/proc/net/tcp6", "/proc/net/route"]
             _, text = session.engine.exec(session.layout.container(colour), ["cat", *files])
             if not parse_tcp(text):  # no socket at all, not even the server's: nothing was read

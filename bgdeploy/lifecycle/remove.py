@@ -19,7 +19,6 @@ from bgdeploy.errors import BgdeployError, DeployFailed
 from bgdeploy.execute import colours
 from bgdeploy.execute.clock import utc_now
 from bgdeploy.execute.lock import default_owner
-from bgdeploy.execute.observe import router_config_path
 from bgdeploy.execute.session import Session
 from bgdeploy.lifecycle.listing import find_include, read_state
 from bgdeploy.plan.names import COLOURS, Layout
@@ -85,8 +84,8 @@ def find(session: Session, *, keep_state: bool) -> Removal:
     notes: list[str] = []
     include: str | None = None
     own = layout.name == session.loaded.spec.name
-    if own and session.loaded.spec.router.mode == "host":
-        path = router_config_path(session)
+    path = session.router.host_include if own else None
+    if path is not None:
         raw = host.read_file(path)
         header = parse_managed_header(raw.decode(errors="replace")) if raw else None
         if raw is not None and header is not None and header.get("deployment") == layout.name:

@@ -35,6 +35,16 @@ class Router(Protocol):
         """The access log as the host sees it (the traffic analysis reads it there)."""
         ...
 
+    @property
+    def host_include(self) -> str | None:
+        """The include file bgdeploy owns in the host's own nginx (None: the router is bgdeploy's container)."""
+        ...
+
+    @property
+    def container_image(self) -> str | None:
+        """The image the router container runs (None: the router is the host's own nginx)."""
+        ...
+
     def render(self, weights: Mapping[Colour, int], colours: Mapping[Colour, ContainerInfo | None]) -> str:
         """The whole config for these weights (percent per colour), each colour at its own address."""
         ...

@@ -57,6 +57,14 @@ class ContainerNginx(NginxBase):
     def access_log(self) -> str:
         return f"{self.layout.router_logs}/access.log"
 
+    @property
+    def host_include(self) -> str | None:
+        return None
+
+    @property
+    def container_image(self) -> str | None:
+        return self.spec.router.image
+
     def _router_config(self, backends: tuple[Backend, ...]) -> RouterConfig:
         cohort = self.spec.rollout.cohort
         replay = self.spec.validation.replay

@@ -30,6 +30,14 @@ class HostNginx(NginxBase):
     def access_log(self) -> str:
         return f"{self.layout.router_logs}/access.log"
 
+    @property
+    def host_include(self) -> str | None:
+        return self.config_path
+
+    @property
+    def container_image(self) -> str | None:
+        return None
+
     def _router_config(self, backends: tuple[Backend, ...]) -> RouterConfig:
         cohort = self.spec.rollout.cohort
         replay = self.spec.validation.replay
