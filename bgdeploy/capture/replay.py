@@ -59,19 +59,26 @@ def _replay_main(settings):
             text = message.get("content") if "message" in choice else choice.get("text")
             calls = message.get("tool_calls") or []
             called = [(c.get("function") or {}).get("name") for c in calls]
-            return True, time.monotonic() - started, (normalise(text or ""), json.dumps(called))
-        except Exception:  # every failure counts the same; its message could quote the request, so it is dropped
-            return False, time.monotonic() - started, None
+            return True, time.monotonic() - started, (normalise(text or ""), json.dumps(called)), False
+        except urllib.error.HTTPError as exc:  # the status only: the message could quote the request
+            return False, time.monotonic() - started, None, 400 <= exc.code < 500
+        except Exception:  # every other failure counts the same; its message could quote the request, so it is dropped
+            return False, time.monotonic() - started, None, False
 
     figures = {"green": [0, 0, []], "live": [0, 0, []]}
-    compared = agreed = 0
+    compared = agreed = refused = 0
     differ = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=2 * settings["concurrency"]) as pool:
         pairs = [(pool.submit(ask, settings["green"], b), pool.submit(ask, settings["live"], b)) for b in chosen]
         for position, (green, live) in enumerate(pairs, start=1):
             answers = {}
-            for colour, future in (("green", green), ("live", live)):
-                ok, seconds, answer = future.result()
+            done = {"green": green.result(), "live": live.result()}
+            if done["green"][3] and done["live"][3]:
+                # Both colours refuse it (4xx): the request is at fault, not green (anyone can send such requests
+                # to the live endpoint, and they would otherwise count against every green).
+                refused += 1
+                continue
+            for colour, (ok, seconds, answer, _) in done.items():
                 figures[colour][0] += 1
                 figures[colour][1] += 0 if ok else 1
                 if ok:
@@ -84,6 +91,7 @@ def _replay_main(settings):
                 else:
                     differ.append(position)
     out = {"available": available, "compared": compared, "agreed": agreed, "disagreements": differ}
+    out["refused_by_both"] = refused
     for colour, (requests, errors, latencies) in figures.items():
         out[colour] = {"requests": requests, "errors": errors, "latency_p95_s": p95(latencies)}
     return out
@@ -154,6 +162,7 @@ def replay(session: Session, green_port: int, live_port: int) -> ReplayResult:
         compared=int(raw["compared"]),
         agreed=int(raw["agreed"]),
         disagreements=tuple(int(n) for n in raw["disagreements"]),
+        refused_by_both=int(raw.get("refused_by_both", 0)),
     )
     gates = spec.validation.thresholds.replay
     return judge(result, gates.max_error_rate, gates.max_latency_p95_vs_live, gates.min_agreement)

@@ -166,6 +166,7 @@ class ReplayResult:
     agreed: int
     disagreements: tuple[int, ...]  # positions (1-based) in the replayed sample, never content
     checks: tuple[ReplayCheck, ...] = field(default=())
+    refused_by_both: int = 0  # replayed requests both colours refused (4xx): not counted for either
 
     @property
     def agreement(self) -> float | None:
@@ -184,6 +185,7 @@ class ReplayResult:
             "agreement": None if self.agreement is None else round(self.agreement, 4),
             "disagreements": list(self.disagreements),
             "checks": [vars(c) for c in self.checks],
+            "refused_by_both": self.refused_by_both,
             "passed": self.passed,
         }
 
@@ -246,6 +248,7 @@ def judge(
         result.agreed,
         result.disagreements,
         tuple(checks),
+        result.refused_by_both,
     )
 
 
@@ -261,6 +264,8 @@ def describe(result: ReplayResult) -> str:
         f"{p(result.green.latency_p95_s)}; live {result.live.error_rate:.1%} errors, p95 "
         f"{p(result.live.latency_p95_s)}; agreement {agreement}"
     )
+    if result.refused_by_both:
+        text += f" ({result.refused_by_both} more refused by both colours (4xx), not counted)"
     if result.disagreements:
         shown = ", ".join(str(n) for n in result.disagreements[:20])
         more = "" if len(result.disagreements) <= 20 else f" and {len(result.disagreements) - 20} more"

@@ -6,7 +6,9 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -253,3 +255,45 @@ def test_a_preview_never_gets_the_captured_requests() -> None:
     with pytest.raises(DeployFailed):  # a deploy does replay (the fake host has no python3)
         validate_with_replay(deploy, "green", 18001, 18002)
     assert any(argv[0] == "python3" for argv in host.ran)
+
+
+class _Refuses(BaseHTTPRequestHandler):
+    """A model server that refuses (400) any prompt holding "junk" and answers the others."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        status, answer = (400, {"error": "bad"}) if "junk" in body["prompt"] else (200, {"choices": [{"text": "ok"}]})
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_requests_both_colours_refuse_do_not_count_against_green(tmp_path: Path) -> None:
+    # Anyone using the live endpoint can send requests every server refuses (400); captured and replayed, they
+    # made green's error rate whatever the sender liked, so max_error_rate refused every deploy.
+    capture = tmp_path / "capture.jsonl"
+    prompts = [f"junk {i}" for i in range(6)] + [f"fine {i}" for i in range(4)]
+    capture.write_text("".join(line(json.dumps({"prompt": p})) + "\n" for p in prompts))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refuses)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    args = {"files": [str(capture)], "count": 10, "seed": 1, "max_tokens": 8, "concurrency": 2, "timeout": 30}
+    args |= {"green": base, "live": base, "key_file": None}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", host_script(), json.dumps(args)], capture_output=True, text=True, timeout=120
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["refused_by_both"] == 6, out
+    assert out["green"] == {"requests": 4, "errors": 0, "latency_p95_s": out["green"]["latency_p95_s"]}
+    assert out["compared"] == 4 and out["agreed"] == 4
+    assert "junk" not in done.stdout + done.stderr
