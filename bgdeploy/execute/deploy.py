@@ -118,6 +118,7 @@ class Cycle:
     # What the router serves as far as this cycle knows: the weights it last applied (and nginx confirmed).
     # A failure reports from it what clients reach, never what the cycle meant to do.
     routed: dict[Colour, int] = field(default_factory=dict)
+    canary_steps: bool = True  # False: strategy: canary switches at once (a fleet whose first batch was the canary)
 
     def run(self, first: str | None = None, last: str | None = None) -> None:
         """Carry out the plan's steps in order, from the step named `first` to the one named `last`."""
@@ -214,7 +215,7 @@ class Cycle:
             rotate_access_log(session)
         # For bench/cutover.py: the moment traffic starts to move (a monotonic clock, comparable on one machine).
         session.result.figures["switch_decided_monotonic"] = session.clock.now()
-        if spec.rollout.strategy == "canary" and self.old is not None:
+        if spec.rollout.strategy == "canary" and self.canary_steps and self.old is not None:
             canary.run_steps(self)
         session.out.say(f"switch: all traffic to {self.new}")
         self.switched = True
@@ -347,10 +348,11 @@ STEPS: dict[StepKind, Callable[[Cycle], None]] = {
 }
 
 
-def deploy(session: Session, *, force: bool = False, preview: bool = False) -> None:
+def deploy(session: Session, *, force: bool = False, preview: bool = False, canary_steps: bool = True) -> None:
     """Run the cycle; the outcome and every figure land in session.result (raises DeployFailed on failure).
 
     A preview loads and validates the new colour beside the live one, never routes to it, then removes it.
+    canary_steps=False: a strategy: canary spec switches all at once (the fleet ran its canary on another host).
     """
     result = session.result
     with session.phase("observe"):
@@ -372,7 +374,7 @@ def deploy(session: Session, *, force: bool = False, preview: bool = False) -> N
         result.active_colour = observed.live.colour if observed.live else None
         return
     old = observed.live.colour if observed.live is not None and observed.running(observed.live.colour) else None
-    cycle = Cycle(session, observed, plan, plan.new_colour, old)
+    cycle = Cycle(session, observed, plan, plan.new_colour, old, canary_steps=canary_steps)
     cycle.routed = {old: 100} if old is not None else {}
     session.set_target(spec_release(session.loaded.spec, plan.new_colour, session.loaded.spec_hash, cycle.deployed_at))
     if plan.blockers:

@@ -91,17 +91,24 @@ def parallel(work: Callable[[T], None], items: Sequence[T]) -> None:
         return
     with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="bgdeploy-fleet") as pool:
         idents: dict[int, int] = {}
+        interrupted = threading.Event()
 
         def run(index: int, item: T) -> None:
             idents[index] = threading.get_ident()
+            if interrupted.is_set():  # the signal came before this worker registered: do not start the work
+                raise KeyboardInterrupt
             work(item)
 
-        futures: list[Future[None]] = [pool.submit(run, i, item) for i, item in enumerate(items)]
+        futures: list[Future[None]] = []
         try:
+            # Submitting is inside the try: a signal while the workers start reaches the ones already running.
+            for i, item in enumerate(items):
+                futures.append(pool.submit(run, i, item))
             for future in futures:
                 _wait(future)
         except KeyboardInterrupt:
-            for ident in idents.values():
+            interrupted.set()  # first: a worker registering after the loop below sees it and does not start
+            for ident in list(idents.values()):
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt))
             for future in futures:
                 with contextlib.suppress(BaseException):
@@ -377,10 +384,28 @@ def deploy_fleet(fleet: Fleet, *, force: bool = False) -> None:
         return
     batches = plan_batches(changing, settings.first_batch, settings.batch, len(fleet.result.hosts))
     fleet.result.batches = [[n.member.label for n in b] for b in batches]
+    every_host = spec.rollout.strategy == "canary" and settings.canary == "every-host"
+    canary_pending = canary_first(fleet, steady, len(batches))
     switched: list[Node] = []
     for number, batch in enumerate(batches, start=1):
-        fleet.say(f"batch {number}/{len(batches)}: {', '.join(n.member.label for n in batch)}")
-        parallel(lambda node, number=number: _deploy_one(fleet, node, number, force), batch)  # type: ignore[misc]
+        steps = every_host or canary_pending
+        fleet.say(
+            f"batch {number}/{len(batches)}: {', '.join(n.member.label for n in batch)}"
+            + (" (the fleet's canary: canary steps)" if canary_pending else "")
+        )
+        try:
+            parallel(
+                lambda node, number=number, steps=steps: _deploy_one(fleet, node, number, force, steps),  # type: ignore[misc]
+                batch,
+            )
+        except KeyboardInterrupt:
+            # Each host of the batch undid its own cycle (the single-host interrupt path) before this is raised.
+            fleet.result.failure = (
+                f"interrupted (SIGINT/SIGTERM) during batch {number}: its hosts were rolled back; hosts switched by "
+                "an earlier batch stay on the new release, hosts not reached stay untouched (deploy again to go on)"
+            )
+            fleet.say(fleet.result.failure)
+            raise
         switched += [n for n in batch if n.report.outcome == "deployed"]
         if settings.pause and any(n.report.outcome == "deployed" for n in batch):
             fleet.say(f"pause: {settings.pause:g}s before the fleet gate")
@@ -415,6 +440,8 @@ def deploy_fleet(fleet: Fleet, *, force: bool = False) -> None:
             return
         # A host that failed the gate within the tolerance goes back on its own.
         roll_back(fleet, gate_failed)
+        if canary_pending and any(n.report.outcome == "deployed" for n in batch):
+            canary_pending = False  # a host passed the canary steps and the fleet gate: the rest switch at once
         if any(n.report.outcome == "paused" for n in batch):
             fleet.result.outcome = "paused"
             fleet.result.failure = "a canary paused; `bgdeploy promote` on the paused host(s), then deploy again"
@@ -431,19 +458,40 @@ def deploy_fleet(fleet: Fleet, *, force: bool = False) -> None:
         fleet.result.outcome = "deployed"
 
 
+def canary_first(fleet: Fleet, steady: Sequence[Node], batches: int) -> bool:
+    """Whether the first batch is the fleet's canary (strategy: canary, rollout.fleet.canary: first-batch).
+
+    Its hosts run the canary steps; once one of them passed them and the fleet gate, the other batches switch
+    all at once (a batch whose every host failed within max_failed_hosts proved nothing: the next batch is
+    the canary). A host already on this release (a first batch promoted by hand after a pause, a rollout
+    resumed) means the canary has passed: no batch runs the steps again. every-host: see deploy_fleet.
+    """
+    spec = fleet.loaded.spec
+    if spec.rollout.strategy != "canary" or spec.rollout.fleet.canary != "first-batch" or not batches:
+        return False
+    if any(n.report.outcome == "unchanged" for n in steady):
+        fleet.say("the release already serves on some hosts, so its canary passed: every batch switches at once")
+        return False
+    if batches > 1:
+        fleet.say(
+            "batch 1 is the canary (rollout.fleet.canary: first-batch); once it passes, the others switch at once"
+        )
+    return True
+
+
 def _unchanged(node: Node) -> bool:
     plan = node.session.result.plan
     return plan is not None and plan.unchanged
 
 
-def _deploy_one(fleet: Fleet, node: Node, batch: int | None, force: bool) -> None:
+def _deploy_one(fleet: Fleet, node: Node, batch: int | None, force: bool, canary_steps: bool = True) -> None:
     report = node.report
     report.batch = batch
     result = _fresh(node, "deploy")
     report.result = result
     started = time.monotonic()
     try:
-        deploy(node.session, force=force)
+        deploy(node.session, force=force, canary_steps=canary_steps)
     except DeployFailed as exc:
         result.outcome = "failed"
         result.failure = result.failure or str(exc)

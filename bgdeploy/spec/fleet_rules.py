@@ -95,3 +95,8 @@ def rollout_fleet_findings(spec: Spec) -> Iterator[Finding]:
                 f"stopping the rollout; at most {len(hosts) - 1}"
             ),
         )
+    if "canary" in f.model_fields_set and spec.rollout.strategy != "canary":
+        yield (
+            ("rollout", "fleet", "canary"),
+            "rollout.fleet.canary only applies to strategy: canary; set rollout.strategy: canary or remove it",
+        )

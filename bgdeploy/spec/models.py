@@ -292,6 +292,13 @@ class Fleet(_Section):
             "switched by this deploy is rolled back."
         ),
     )
+    canary: Literal["first-batch", "every-host"] = Field(
+        default="first-batch",
+        description=(
+            "strategy: canary with target.hosts. first-batch: the canary steps run on the first batch only; once "
+            "it passed, the other batches switch all at once. every-host: every host runs the canary steps."
+        ),
+    )
 
 
 class Router(_Section):

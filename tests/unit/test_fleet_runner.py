@@ -7,7 +7,10 @@ what is tested is the order the runner calls them in and what it concludes.
 from __future__ import annotations
 
 import io
+import os
+import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +27,7 @@ from bgdeploy.plan.state import Release
 from tests.unit.conftest import HOST_KEY, load
 
 
-def spec_text(hosts: int, fleet: str) -> str:
+def spec_text(hosts: int, fleet: str, rollout: str = "") -> str:
     listed = "".join(f"    - {{host: 10.0.0.{i + 1}, label: h{i + 1}}}\n" for i in range(hosts))
     return f"""\
 version: 1
@@ -37,7 +40,7 @@ target:
 runtime:
   image: img
 rollout:
-  fleet: {fleet}
+{rollout}  fleet: {fleet}
 """
 
 
@@ -49,10 +52,12 @@ def release(model: str, colour: str) -> Release:
 class Script:
     """What each host does when the runner deploys it; a log of the calls, in order."""
 
-    outcome: dict[str, str]  # label -> deployed | failed | unchanged | gate-fails
+    outcome: dict[str, str]  # label -> deployed | failed | unchanged | gate-fails | interrupted
     calls: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     slept: list[float] = field(default_factory=list)
+    canary_steps: dict[str, bool] = field(default_factory=dict)  # label -> whether its deploy ran the steps
+    in_flight: int = 0  # hosts waiting to be interrupted
 
     def log(self, text: str) -> None:
         with self.lock:
@@ -61,8 +66,8 @@ class Script:
 
 @pytest.fixture
 def make(monkeypatch: pytest.MonkeyPatch) -> Any:
-    def build(hosts: int, fleet: str, outcome: dict[str, str]) -> tuple[runner.Fleet, Script]:
-        loaded = load(spec_text(hosts, fleet))
+    def build(hosts: int, fleet: str, outcome: dict[str, str], rollout: str = "") -> tuple[runner.Fleet, Script]:
+        loaded = load(spec_text(hosts, fleet, rollout))
         script = Script(outcome)
         nodes = []
         for m in members(loaded.spec):
@@ -79,11 +84,14 @@ def make(monkeypatch: pytest.MonkeyPatch) -> Any:
                 node.session.result.plan = SimpleNamespace(unchanged=unchanged)  # type: ignore[assignment]
                 node.report.before = release("m1", "blue")
 
-        def deploy(session: Any, force: bool = False) -> None:
+        def deploy(session: Any, force: bool = False, canary_steps: bool = True) -> None:
             what = script.outcome[session.label]
             script.log(f"deploy {session.label}")
+            script.canary_steps[session.label] = canary_steps
             if what == "failed":
                 raise DeployFailed("validation of green failed")
+            if what == "interrupted":
+                wait_for_the_interrupt(script, session)
             session.result.outcome = "unchanged" if what == "unchanged" else "deployed"
             session.result.target = release("m2", "green")
             session.result.active_colour = "green"
@@ -104,6 +112,22 @@ def make(monkeypatch: pytest.MonkeyPatch) -> Any:
         return fleet, script
 
     return build
+
+
+def wait_for_the_interrupt(script: Script, session: Any) -> None:
+    """Stand in for a host's cycle in flight: wait (bounded) for the KeyboardInterrupt the runner passes on
+    when SIGTERM reaches the process, then undo as the single-host cycle does."""
+    deadline = time.monotonic() + 60
+    try:
+        with script.lock:
+            script.in_flight -= 1
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+    except KeyboardInterrupt:
+        script.log(f"undo {session.label}")
+        session.result.failure = "interrupted (SIGINT/SIGTERM)"
+        raise DeployFailed(session.result.failure) from None
+    script.log(f"never interrupted {session.label}")
 
 
 def outcomes(fleet: runner.Fleet) -> dict[str, str]:
@@ -160,3 +184,102 @@ def test_hosts_already_on_the_release_are_not_batched(make: Any) -> None:
     assert fleet.result.batches == [["h2"]]
     assert outcomes(fleet) == {"h1": "unchanged", "h2": "deployed", "h3": "unchanged"}
     assert fleet.result.outcome == "deployed"
+
+
+CANARY = "  strategy: canary\n  steps: [{weight: 10, bake: 1m}]\n"
+
+
+def test_with_a_canary_strategy_the_first_batch_is_the_canary_and_the_rest_switch_at_once(make: Any) -> None:
+    fleet, script = make(4, "{batch: 2}", dict.fromkeys(["h1", "h2", "h3", "h4"], "deployed"), CANARY)
+    runner.deploy_fleet(fleet)
+    assert fleet.result.outcome == "deployed"
+    assert fleet.result.batches == [["h1"], ["h2", "h3"], ["h4"]]
+    assert script.canary_steps == {"h1": True, "h2": False, "h3": False, "h4": False}
+    assert script.calls[:2] == ["deploy h1", "gate h1"]  # the canary's gate passed before any other host moved
+
+
+def test_a_failed_canary_batch_stops_the_rollout_before_any_other_host(make: Any) -> None:
+    fleet, script = make(3, "{batch: 2}", {"h1": "failed", "h2": "deployed", "h3": "deployed"}, CANARY)
+    runner.deploy_fleet(fleet)
+    assert fleet.result.outcome == "failed"
+    assert outcomes(fleet) == {"h1": "failed", "h2": "untouched", "h3": "untouched"}
+    assert script.calls == ["deploy h1"]
+
+
+def test_a_canary_batch_that_failed_within_the_tolerance_proved_nothing_the_next_batch_is_the_canary(
+    make: Any,
+) -> None:
+    fleet, script = make(
+        3, "{batch: 1, max_failed_hosts: 1}", {"h1": "failed", "h2": "deployed", "h3": "deployed"}, CANARY
+    )
+    runner.deploy_fleet(fleet)
+    assert fleet.result.outcome == "partial"
+    assert script.canary_steps == {"h1": True, "h2": True, "h3": False}
+
+
+def test_every_host_runs_the_canary_steps_when_the_spec_says_so(make: Any) -> None:
+    fleet, script = make(3, "{batch: 2, canary: every-host}", dict.fromkeys(["h1", "h2", "h3"], "deployed"), CANARY)
+    runner.deploy_fleet(fleet)
+    assert script.canary_steps == {"h1": True, "h2": True, "h3": True}
+
+
+def test_a_release_already_serving_on_a_host_has_passed_its_canary(make: Any) -> None:
+    # The first batch paused (auto_promote: false) and was promoted by hand: the next deploy does not start
+    # another canary on the remaining hosts.
+    fleet, script = make(3, "{batch: 1}", {"h1": "unchanged", "h2": "deployed", "h3": "deployed"}, CANARY)
+    runner.deploy_fleet(fleet)
+    assert fleet.result.batches == [["h2"], ["h3"]]
+    assert script.canary_steps == {"h1": True, "h2": False, "h3": False}  # h1: the quick converging cycle only
+
+
+def test_all_at_once_is_unaffected(make: Any) -> None:
+    fleet, script = make(2, "{batch: 1}", dict.fromkeys(["h1", "h2"], "deployed"))
+    runner.deploy_fleet(fleet)
+    assert script.canary_steps == {"h1": False, "h2": False}
+
+
+def test_fleet_canary_without_a_canary_strategy_is_refused_with_its_line() -> None:
+    from tests.unit.conftest import problems
+
+    assert problems(spec_text(2, "{canary: every-host}")) == [
+        "bluegreen.yaml:13:19: rollout.fleet.canary: rollout.fleet.canary only applies to strategy: canary; set "
+        "rollout.strategy: canary or remove it"
+    ]
+
+
+def test_sigterm_mid_batch_rolls_back_each_host_in_flight_and_leaves_the_rest(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet, script = make(
+        4, "{first_batch: 1, batch: 2}", {"h1": "deployed", "h2": "interrupted", "h3": "interrupted", "h4": "deployed"}
+    )
+    script.in_flight = 2
+    real_wait = runner._wait
+    sent: list[bool] = []
+
+    def wait(future: Any) -> None:
+        # The runner's main thread waits on the batch; once both hosts are in flight, SIGTERM reaches the process
+        # (a cancelled CI job), its handler runs here in the main thread, as it does in `bgdeploy deploy`.
+        deadline = time.monotonic() + 60
+        while script.in_flight > 0 and not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if script.in_flight == 0 and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        real_wait(future)
+
+    monkeypatch.setattr(runner, "_wait", wait)
+    from bgdeploy.fleet import command
+
+    previous = signal.signal(signal.SIGTERM, command._interrupt)  # what `bgdeploy deploy` installs
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.deploy_fleet(fleet)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sorted(c for c in script.calls if c.startswith(("undo", "never"))) == ["undo h2", "undo h3"], script.calls
+    assert "deploy h4" not in script.calls  # no later batch starts
+    assert outcomes(fleet) == {"h1": "deployed", "h2": "failed", "h3": "failed", "h4": "untouched"}
+    assert fleet.nodes[1].report.failure == "interrupted (SIGINT/SIGTERM)"
+    assert fleet.result.outcome == "failed"
+    assert "interrupted (SIGINT/SIGTERM) during batch 2" in (fleet.result.failure or "")
