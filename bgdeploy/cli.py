@@ -22,7 +22,9 @@ from bgdeploy.modes import HostMode, is_host_mode, modes_help
 if TYPE_CHECKING:
     from bgdeploy.execute.session import Session
     from bgdeploy.plan.result import Result
+    from bgdeploy.spec.address import Address
     from bgdeploy.spec.load import LoadedSpec
+    from bgdeploy.spec.models import Jump
 
 DEFAULT_SPEC = "bluegreen.yaml"
 
@@ -261,14 +263,18 @@ def _deployment_name(text: str) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from bgdeploy.errors import UsageError
     from bgdeploy.lifecycle.inventory import render, to_json
-    from bgdeploy.lifecycle.listing import gather, open_address
+    from bgdeploy.lifecycle.listing import gather, jump_from_args, open_address
     from bgdeploy.spec.address import parse_address
     from bgdeploy.transports.connect import open_host
     from bgdeploy.transports.docker_engine import DockerEngine
 
     if args.host:
-        host = open_address(parse_address(args.host), host_key=args.host_key, known_hosts=args.known_hosts)
+        jump = jump_from_args(args.jump, args.jump_host_key)
+        host = open_address(parse_address(args.host), host_key=args.host_key, known_hosts=args.known_hosts, jump=jump)
+    elif args.jump or args.jump_host_key:
+        raise UsageError("--jump goes with --host; without --host the spec's target.jump is used")
     else:
         from bgdeploy.spec import load_spec
 
@@ -323,14 +329,14 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from bgdeploy.errors import DeployFailed, UsageError
-    from bgdeploy.lifecycle.listing import open_address
+    from bgdeploy.lifecycle.listing import jump_from_args, open_address
     from bgdeploy.onboarding.probe import read_facts
     from bgdeploy.onboarding.starter import DEFAULT_MODEL, looks_gated, render
     from bgdeploy.spec import load_spec
     from bgdeploy.spec.address import parse_address
-    from bgdeploy.transports.hostkey import offered_host_key
 
     address = parse_address(args.address)
+    jump = jump_from_args(args.jump, args.jump_host_key)
     output = Path(args.output)
     if output.exists():
         raise UsageError(f"{output} exists; bgdeploy init never overwrites a spec: move it away or give -o OTHER")
@@ -339,7 +345,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             "init asks you to confirm the host key, and there is no terminal to ask on: give the key you expect "
             "(--host-key 'ssh-ed25519 AAAA...'), or --yes to pin whatever the server offers"
         )
-    key_line, fingerprint = offered_host_key(address.host, address.port)
+    key_line, fingerprint = _offered_key(address, jump)
     print(f"{address.host}:{address.port} offers the host key {key_line.split()[0]} {fingerprint}", file=sys.stderr)
     if args.host_key and args.host_key.split()[:2] != key_line.split()[:2]:
         raise DeployFailed(
@@ -357,7 +363,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             raise DeployFailed("the host key was not confirmed; nothing was written")
     user = address.user or "root"
-    host = open_address(address, host_key=key_line, known_hosts=None)
+    host = open_address(address, host_key=key_line, known_hosts=None, jump=jump)
     try:
         facts = read_facts(host, address=(address.host, address.port, user), host_key=key_line, fingerprint=fingerprint)
     finally:
@@ -367,7 +373,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.model and not gated and not args.yes and sys.stdin.isatty():
         print(f"Does {model} need a Hugging Face token (a gated model)? [y/N] ", end="", file=sys.stderr, flush=True)
         gated = sys.stdin.readline().strip().lower() in ("y", "yes")
-    text = render(facts, name=args.name, model=model, gated=gated, listen=args.listen)
+    text = render(facts, name=args.name, model=model, gated=gated, listen=args.listen, jump=jump)
     with output.open("x") as handle:  # exclusive: never over a file that appeared meanwhile
         handle.write(text)
     loaded = load_spec(str(output))
@@ -377,6 +383,21 @@ def cmd_init(args: argparse.Namespace) -> int:
     _print_lint(loaded, str(output))
     print(f"next: bgdeploy plan -f {output}   (read-only), then bgdeploy deploy -f {output}")
     return EXIT_OK
+
+
+def _offered_key(address: Address, jump: Jump | None) -> tuple[str, str]:
+    """The key the GPU host offers, read directly or through the --jump host (whose own key is pinned)."""
+    from bgdeploy.spec.models import Target
+    from bgdeploy.transports.connect import open_jump
+    from bgdeploy.transports.hostkey import offered_host_key
+
+    if jump is None:
+        return offered_host_key(address.host, address.port)
+    bastion = open_jump(Target(host=address.host, port=address.port, user=address.user or "root", jump=jump))
+    try:
+        return offered_host_key(address.host, address.port, via=bastion)
+    finally:
+        bastion.close()
 
 
 def cmd_ci(args: argparse.Namespace) -> int:
@@ -450,6 +471,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("validate", "check bluegreen.yaml against the schema and the rules; changes nothing", cmd_validate)
     command("schema", "print the JSON schema of bluegreen.yaml", cmd_schema, spec=False)
+
+    def jumping(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--jump", metavar="[USER@]HOST[:PORT]", help="reach the host through this bastion (as ssh -J, target.jump)"
+        )
+        sub.add_argument(
+            "--jump-host-key", metavar="KEY", help="with --jump: the bastion's pinned key 'ssh-ed25519 ...'"
+        )
+
     init = command(
         "init",
         "connect to a GPU host, show its key to confirm, detect its GPUs and write a starter bluegreen.yaml",
@@ -466,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--listen", type=int, default=8080, metavar="PORT", help="the router's port (default 8080)")
     init.add_argument("--host-key", metavar="KEY", help="the key you expect ('ssh-ed25519 AAAA...'): no question")
     init.add_argument("--yes", "-y", action="store_true", help="pin the offered key without asking (scripts)")
+    jumping(init)
 
     def outputs(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
@@ -550,6 +581,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument(
         "--known-hosts", metavar="FILE", help="with --host: a known_hosts file (default: ~/.ssh/known_hosts)"
     )
+    jumping(listing)
     listing.add_argument(
         "--json", nargs="?", const="-", metavar="FILE", help="print JSON (to FILE when given) instead of a table"
     )

@@ -6,14 +6,14 @@ import posixpath
 import re
 from pathlib import Path
 
-from bgdeploy.errors import BgdeployError
+from bgdeploy.errors import BgdeployError, UsageError
 from bgdeploy.lifecycle import history
 from bgdeploy.lifecycle.inventory import NETWORK_PREFIX, Row, SeenContainer, SeenState, build, include_port
 from bgdeploy.plan.names import Layout
 from bgdeploy.plan.nginx import parse_managed_header
 from bgdeploy.plan.state import HostState, parse_history
-from bgdeploy.spec.address import Address
-from bgdeploy.spec.models import Target
+from bgdeploy.spec.address import Address, parse_address
+from bgdeploy.spec.models import Jump, Target
 from bgdeploy.transports.base import Host
 from bgdeploy.transports.connect import open_host
 from bgdeploy.transports.docker_engine import DockerEngine
@@ -87,9 +87,25 @@ def probe(host: Host, port: int) -> str:
     return "healthy" if answer.state == "ready" else f"{answer.state} ({answer.detail})"
 
 
-def open_address(address: Address, *, host_key: str | None, known_hosts: str | None) -> Host:
+def jump_from_args(jump: str | None, host_key: str | None) -> Jump | None:
+    """--jump [USER@]HOST[:PORT] with --jump-host-key, as target.jump (its user defaults to the target's)."""
+    if jump is None:
+        if host_key:
+            raise UsageError("--jump-host-key is the key of the --jump host: give --jump [USER@]HOST[:PORT] too")
+        return None
+    if not host_key:
+        raise UsageError(
+            "--jump needs the jump host's own key pinned: add --jump-host-key 'ssh-ed25519 AAAA...' "
+            "(`ssh-keyscan -t ed25519 JUMPHOST`, checked out of band)"
+        )
+    address = parse_address(jump)
+    return Jump(host=address.host, port=address.port, user=address.user, host_key=host_key)
+
+
+def open_address(address: Address, *, host_key: str | None, known_hosts: str | None, jump: Jump | None = None) -> Host:
     """Connect to a host named on the command line, its key pinned by --host-key, --known-hosts,
-    BGDEPLOY_KNOWN_HOSTS or, failing those, the user's own ~/.ssh/known_hosts (read, never written)."""
+    BGDEPLOY_KNOWN_HOSTS or, failing those, the user's own ~/.ssh/known_hosts (read, never written);
+    `jump`: through that bastion (--jump), as target.jump does."""
     if not host_key and not known_hosts:
         own = Path.home() / ".ssh" / "known_hosts"
         known_hosts = str(own) if own.is_file() else None
@@ -99,6 +115,7 @@ def open_address(address: Address, *, host_key: str | None, known_hosts: str | N
         user=address.user or "root",
         host_key=host_key,
         known_hosts=str(Path(known_hosts).resolve()) if known_hosts else None,
+        jump=jump,
     )
     return open_host(target, Path.cwd())
 

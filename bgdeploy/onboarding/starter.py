@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from bgdeploy.plan.gpu import Gpu
 from bgdeploy.spec.lint import GATED_ORGS
+from bgdeploy.spec.models import Jump
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"  # not gated: the first deploy needs no token
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.9.2"
@@ -37,7 +38,22 @@ def _q(text: str) -> str:
     return json.dumps(text)
 
 
-def render(facts: HostFacts, *, name: str, model: str, gated: bool, listen: int = 8080) -> str:
+def _jump_lines(jump: Jump | None) -> list[str]:
+    if jump is None:
+        return []
+    user = [f"    user: {_q(jump.user)}"] if jump.user else []
+    return [
+        "  jump:   # the bastion that carries the SSH session (ssh -J)",
+        f"    host: {_q(jump.host)}",
+        f"    port: {jump.port}",
+        *user,
+        f"    host_key: {_q(jump.host_key)}",
+    ]
+
+
+def render(
+    facts: HostFacts, *, name: str, model: str, gated: bool, listen: int = 8080, jump: Jump | None = None
+) -> str:
     gpus = list(facts.gpus)
     if len(gpus) >= 2:
         blue, green, util = [gpus[0].index], [gpus[1].index], "0.9"
@@ -81,6 +97,7 @@ def render(facts: HostFacts, *, name: str, model: str, gated: bool, listen: int 
         f"  user: {_q(facts.user)}",
         f"  # {facts.fingerprint}, confirmed when this file was written; a different key is refused.",
         f"  host_key: {_q(facts.host_key)}",
+        *_jump_lines(jump),
         "model:",
         f"  name: {_q(model)}",
         "  served_name: chat   # the name clients ask for; the same on both colours",

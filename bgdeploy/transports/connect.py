@@ -82,6 +82,11 @@ def open_host(target: Target, spec_dir: Path) -> Host:
         raise
 
 
+def open_jump(target: Target) -> SshHost:
+    """The target's jump host alone (with the key from the environment), e.g. to read the GPU host's key."""
+    return _open_jump(target, _private_key())
+
+
 def _open_jump(target: Target, key: paramiko.PKey) -> SshHost:
     """The bastion, its own key pinned (target.jump.host_key): the GPU server is then reached through it."""
     jump = target.jump

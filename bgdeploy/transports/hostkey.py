@@ -7,18 +7,23 @@ import socket
 import paramiko
 
 from bgdeploy.errors import ConnectionLost
-from bgdeploy.transports.ssh import fingerprint
+from bgdeploy.transports.ssh import SshHost, fingerprint
 
 # The key types asked for, best first: the line pinned in the spec is the first the server has.
 PREFERRED = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "rsa-sha2-512", "rsa-sha2-256")
 
 
-def offered_host_key(host: str, port: int, timeout: float = 15.0) -> tuple[str, str]:
-    """("ssh-ed25519 AAAA...", "SHA256:...") of the server at host:port. Nothing is authenticated or trusted."""
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except OSError as exc:
-        raise ConnectionLost(f"cannot connect to {host}:{port}: {exc}; check the address and the firewall") from exc
+def offered_host_key(host: str, port: int, timeout: float = 15.0, via: SshHost | None = None) -> tuple[str, str]:
+    """("ssh-ed25519 AAAA...", "SHA256:...") of the server at host:port. Nothing is authenticated or trusted.
+    `via`: a connected jump host that reaches the server (its own key was pinned when it was opened)."""
+    sock: socket.socket | paramiko.Channel
+    if via is not None:
+        sock = via.channel_to(host, port, timeout)
+    else:
+        try:
+            sock = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise ConnectionLost(f"cannot connect to {host}:{port}: {exc}; check the address and the firewall") from exc
     transport = paramiko.Transport(sock)
     try:
         options = transport.get_security_options()

@@ -228,6 +228,16 @@ class SshHost:
     def description(self) -> str:
         return self._description
 
+    def channel_to(self, host: str, port: int, timeout: float) -> paramiko.Channel:
+        """A TCP channel from this host to host:port (ssh -J's hop), for a handshake carried through it."""
+        try:
+            return self._transport().open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+        except (paramiko.SSHException, OSError) as exc:
+            raise ConnectionLost(
+                f"the jump host {self.description} could not reach {host}:{port}: {exc}; check the address as the "
+                "jump host sees it, and that it allows TCP forwarding"
+            ) from exc
+
     @property
     def connections_opened(self) -> int:
         return 1

@@ -4,15 +4,18 @@ another loopback port, logging every login: the deploy must log in there."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.integration.conftest import Testbed, unavailable
+from tests.integration.conftest import REPO_ROOT, Testbed, unavailable
 from tests.integration.deployments import Deployment, free_port, ok
 
 pytestmark = pytest.mark.integration
@@ -66,3 +69,53 @@ def test_the_jump_hosts_key_is_pinned_too(dep: Deployment, testbed: Testbed, bas
     done = dep.run("plan")
     assert done.returncode == 1, done
     assert f"jump host 127.0.0.1:{port}" in done.stderr and "target.jump.host_key" in done.stderr, done.stderr
+
+
+def test_init_list_and_remove_through_the_jump_host(
+    dep: Deployment, testbed: Testbed, bastion: tuple[int, Path]
+) -> None:
+    port, log = bastion
+    address = f"{testbed.user}@{testbed.host}:{testbed.port}"
+    jump = ["--jump", f"{testbed.user}@127.0.0.1:{port}", "--jump-host-key", testbed.host_key]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bgdeploy",
+            "init",
+            address,
+            "-o",
+            str(dep.spec_path),
+            "--name",
+            dep.name,
+            "--yes",
+            *jump,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dep.environ(),
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert "key pinned" in ok(done)
+    written = yaml.safe_load(dep.spec_path.read_text())["target"]
+    assert written["host_key"] == testbed.host_key, written
+    assert written["jump"] == {"host": "127.0.0.1", "port": port, "user": testbed.user, "host_key": testbed.host_key}
+    logins = log.read_text().count("Accepted publickey for " + testbed.user)
+    assert logins >= 2, "init read the host's key and its facts through the jump host"
+
+    spec_jump = {"host": "127.0.0.1", "port": port, "user": testbed.user, "host_key": testbed.host_key}
+    dep.write("acme/chat-v1", target={"jump": spec_jump})
+    ok(dep.run("deploy"))
+    listed = json.loads(ok(dep.run("list", "--host", address, "--host-key", testbed.host_key, *jump, "--json")))
+    assert f"via {testbed.user}@127.0.0.1:{port}" in listed["host"], listed["host"]
+    assert dep.name in {row["name"] for row in listed["deployments"]}
+    refused = dep.run("list", "--host", address, "--host-key", testbed.host_key, "--jump", f"127.0.0.1:{port}")
+    assert refused.returncode == 2 and "--jump-host-key" in refused.stderr, refused
+
+    before = log.read_text().count("Accepted publickey for ")
+    ok(dep.run("remove", "--yes"))
+    assert log.read_text().count("Accepted publickey for ") > before, "remove went through the spec's target.jump"
+    assert dep.docker.containers.list(all=True, filters={"label": f"dev.bgdeploy.name={dep.name}"}) == []
