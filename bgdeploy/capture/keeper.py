@@ -52,6 +52,14 @@ def _labels(session: Session, limit: int, image: str) -> dict[str, str]:
     }
 
 
+# Created here, not by nginx (which would make it root's and world-readable). The directory is made 0700 even
+# when it already existed (mkdir -p keeps an older, wider mode), since the replay writes its API key file there.
+PREPARE = (
+    'umask 077; mkdir -p "$1"; chmod 700 "$1"; [ -e "$1/capture.jsonl" ] || : > "$1/capture.jsonl"; '
+    'chmod 600 "$1"/capture.*'
+)
+
+
 def ensure(session: Session) -> None:
     """With capture on: the files exist (0600, the SSH user's) before nginx opens them, and the keeper runs
     with the current bound. With capture off: no keeper and no captured data left behind."""
@@ -59,9 +67,7 @@ def ensure(session: Session) -> None:
     if capture is None:
         return
     directory = capture_dir(session)
-    # Created here, not by nginx (which would make it root's and world-readable).
-    script = 'umask 077; mkdir -p "$1"; [ -e "$1/capture.jsonl" ] || : > "$1/capture.jsonl"; chmod 600 "$1"/capture.*'
-    session.host.run(["sh", "-c", script, "sh", directory], timeout=30).raise_for_status("prepare the capture file")
+    session.host.run(["sh", "-c", PREPARE, "sh", directory], timeout=30).raise_for_status("prepare the capture file")
     limit = size_bytes(capture.max_bytes)
     image = keeper_image(session)
     name = keeper_name(session)

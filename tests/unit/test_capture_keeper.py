@@ -3,7 +3,10 @@ cannot run stops the deploy, and turning capture off removes the keeper and the 
 
 from __future__ import annotations
 
+import stat
+import subprocess
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +60,12 @@ def test_capture_off_removes_the_keeper_and_the_directory() -> None:
     assert ("rm", "-rf", "--", "/home/deploy/.bgdeploy/unit/router/capture") in host.ran
     keeper.retire_if_off(fake_session(CAPTURE, host=host, engine=engine))  # capture on: nothing removed
     assert host.ran.count(("rm", "-rf", "--", "/home/deploy/.bgdeploy/unit/router/capture")) == 1
+
+
+def test_the_capture_directory_is_private_even_when_it_already_existed(tmp_path: Path) -> None:
+    directory = tmp_path / "capture"
+    directory.mkdir(mode=0o755)
+    (directory / "capture.jsonl.1").write_text("{}\n")
+    subprocess.run(["sh", "-c", keeper.PREPARE, "sh", str(directory)], check=True, timeout=30)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(f.stat().st_mode) for f in directory.iterdir()} == {0o600}
