@@ -128,7 +128,9 @@ class FleetDeployment:
         self.tags.append(tag)
         return tag
 
-    def write(self, model: str, image: str, load_seconds: str = "1", **fleet: Any) -> None:
+    def write(
+        self, model: str, image: str, load_seconds: str = "1", rollout: dict[str, Any] | None = None, **fleet: Any
+    ) -> None:
         spec = {
             "version": 1,
             "name": self.name,
@@ -148,6 +150,7 @@ class FleetDeployment:
             "validation": {"concurrency": 2, "prompts": PROMPTS},
             "rollout": {"smoke": ["capital"], "bake": 0, "drain_timeout": "10s", "fleet": fleet},
         }
+        spec["rollout"].update(rollout or {})
         self.spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
 
     def environ(self) -> dict[str, str]:
@@ -361,22 +364,68 @@ def test_a_fleet_deploy_killed_midway_converges_on_the_next_run(fleet: FleetDepl
     _all_live(fleet, "acme/chat-v1")
 
     fleet.write("acme/chat-v2", v1, load_seconds="5", batch=1)
-    proc = fleet.start("deploy")
+    # Clients on every host through the kill and the converging run: none of them notices either.
+    traffic = _traffic(fleet)
+    _started(traffic)
     try:
-        # Host 1 has switched and host 2 is loading its new colour: the runner is killed outright.
-        deadline = time.monotonic() + 120
-        while fleet.status_of(1, "green") != "running" and proc.poll() is None:
-            assert time.monotonic() < deadline, "host 2 never started loading"
-            time.sleep(0.1)
-        proc.kill()
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
+        proc = fleet.start("deploy")
+        try:
+            # Host 1 has switched and host 2 is loading its new colour: the runner is killed outright.
+            deadline = time.monotonic() + 120
+            while fleet.status_of(1, "green") != "running" and proc.poll() is None:
+                assert time.monotonic() < deadline, "host 2 never started loading"
+                time.sleep(0.1)
             proc.kill()
-    assert [fleet.serving(i) for i in range(3)] == ["acme/chat-v2", "acme/chat-v1", "acme/chat-v1"]
-    # The killed run's locks stay behind on every host; the next run removes them and converges.
-    out = ok(fleet.run("deploy", "--force-unlock", "--json", str(fleet.workdir / "r.json")))
+            proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert [fleet.serving(i) for i in range(3)] == ["acme/chat-v2", "acme/chat-v1", "acme/chat-v1"]
+        # The killed run's locks stay behind on every host; the next run removes them and converges.
+        out = ok(fleet.run("deploy", "--force-unlock", "--json", str(fleet.workdir / "r.json")))
+    finally:
+        for t in traffic:
+            t.__exit__()
+    for i, t in enumerate(traffic):
+        # Keep-alive races (nginx closing an idle connection as it is reused) are retried by Traffic, as
+        # clients do; anything else is a failed request.
+        assert t.failures == [], f"host h{i + 1}: {t.failures[:5]} ({t.retried} keep-alive retries)"
+        assert t.sent > 0
     data = json.loads((fleet.workdir / "r.json").read_text())
     outcomes = {h["label"]: h["outcome"] for h in data["hosts"]}
     assert outcomes == {"h1": "unchanged", "h2": "deployed", "h3": "deployed"}, out
+    assert [fleet.serving(i) for i in range(3)] == ["acme/chat-v2"] * 3
+
+
+def test_with_a_canary_strategy_the_first_batch_is_the_canary_and_the_rest_switch_at_once(
+    fleet: FleetDeployment,
+) -> None:
+    v1 = fleet.image("v1")
+    fleet.write("acme/chat-v1", v1, first_batch="100%")
+    _all_live(fleet, "acme/chat-v1")
+
+    canary = {
+        "strategy": "canary",
+        "steps": [{"weight": 50, "bake": "3s"}],
+        "analysis_interval": "1s",
+        "rollback_on": {"min_requests": 1},
+    }
+    fleet.write("acme/chat-v2", v1, rollout=canary, batch=2)
+    traffic = _traffic(fleet)
+    _started(traffic)
+    try:
+        out = ok(fleet.run("deploy", "--json", str(fleet.workdir / "r.json")))
+    finally:
+        for t in traffic:
+            t.__exit__()
+    for i, t in enumerate(traffic):
+        assert t.failures == [], f"host h{i + 1}: {t.failures[:5]} ({t.retried} keep-alive retries)"
+    data = json.loads((fleet.workdir / "r.json").read_text())
+    assert data["outcome"] == "deployed", out
+    assert data["batches"] == [["h1"], ["h2", "h3"]]
+    assert [len(h["result"]["canary"]) for h in data["hosts"]] == [1, 0, 0], out
+    assert "h1: canary: step 1/1" in out
+    assert "h2: canary:" not in out and "h3: canary:" not in out
+    # The canary's fleet gate passed before the second batch started.
+    assert out.index("h1: switch: all traffic to green") < out.index("h2: start:")
     assert [fleet.serving(i) for i in range(3)] == ["acme/chat-v2"] * 3
