@@ -26,7 +26,7 @@ from bgdeploy.plan.state import HostState
 from bgdeploy.plan.steps import DeployPlan, HostView, StepKind, plan_deploy
 from bgdeploy.plan.verdict import Verdict
 from bgdeploy.report.live import breaches_text
-from bgdeploy.routers.reconcile import reconcile
+from bgdeploy.routers.reconcile import reconcile, serves
 from bgdeploy.spec.models import Thresholds
 
 
@@ -308,6 +308,8 @@ class Cycle:
                 session.out.say(f"rollback: sending all traffic back to {self.old}")
                 apply_weights(session, {self.old: 100}, self.host_ports, confirm=self.old)
                 self.routed = {self.old: 100}
+            elif self.old is not None and self._keep_new_serving():
+                return
             else:
                 # First deploy: nothing served before, so nothing may serve a colour that failed.
                 session.out.say("rollback: removing the routing (nothing was live before this deploy)")
@@ -328,6 +330,28 @@ class Cycle:
             session.engine.rename(session.layout.set_aside(self.new), session.layout.container(self.new))
             if self.aside_was_running:
                 session.engine.start(session.layout.container(self.new), session.loaded.spec.runtime.port)
+
+
+    def _keep_new_serving(self) -> bool:
+        """The old colour cannot serve again (it died during the deploy and would not start): if the new one,
+        which passed validation, still answers, it keeps every client rather than nothing serving at all. It
+        is recorded as live, so the next run neither plans over it nor removes it as stale."""
+        session = self.session
+        new_now = session.engine.inspect(session.layout.container(self.new), session.loaded.spec.runtime.port)
+        if not serves(session, new_now):
+            return False
+        session.warn(
+            f"{self.old} cannot serve again and {self.new} (validated) still answers: {self.new} keeps serving "
+            "instead of nothing; roll back once the previous release can run again"
+        )
+        apply_weights(session, {self.new: 100}, self.host_ports, confirm=self.new)
+        self.routed = {self.new: 100}
+        release = spec_release(session.loaded.spec, self.new, session.loaded.spec_hash, self.deployed_at)
+        try:
+            record_state(session, read_state(session).with_live(release, utc_now()))
+        except BgdeployError as exc:
+            session.warn(f"state.json could not be written ({exc}); the next bgdeploy run records what serves")
+        return True
 
 
 # Each step of the plan and the method that carries it out: mypy checks the methods, a unit test that every

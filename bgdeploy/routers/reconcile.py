@@ -58,6 +58,11 @@ def _healthy(session: Session, host_port: int) -> bool:
     return False
 
 
+def serves(session: Session, info: ContainerInfo | None) -> bool:
+    """Whether a colour runs and answers its health check now (a few tries): fit to be routed to."""
+    return info is not None and info.running and info.host_port is not None and _healthy(session, info.host_port)
+
+
 def _colour_facts(session: Session, infos: Mapping[Colour, ContainerInfo | None]) -> dict[Colour, ColourFacts]:
     facts: dict[Colour, ColourFacts] = {}
     for colour in COLOURS:

@@ -126,3 +126,27 @@ def test_one_missed_health_probe_does_not_make_a_colour_unhealthy() -> None:
 
     dead = fake_session(http=httpx.MockTransport(lambda request: httpx.Response(503)))
     assert not _colour_facts(dead, {"blue": container(BLUE), "green": None})["blue"].healthy
+
+
+def test_undo_keeps_a_validated_new_colour_serving_when_the_old_one_cannot_serve_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Blue died during the bake and will not start again; green passed validation and still answers: green
+    # keeps every client (recorded as live) instead of the routing being taken away and green removed.
+    calls = _record_routing(monkeypatch)
+    engine = FakeEngine(container(BLUE, status="exited"), container(GREEN))
+
+    def never_ready(session: object, colour: str) -> None:
+        raise DeployFailed("not ready")
+
+    monkeypatch.setattr(colours, "wait_ready", never_ready)
+    monkeypatch.setattr(deploy_module, "serves", lambda session, info: info is not None and info.running)
+    recorded: list[str] = []
+    monkeypatch.setattr(
+        deploy_module, "record_state", lambda session, state: recorded.append(state.live.colour if state.live else "")
+    )
+    cycle = cycle_on(engine, old="blue", started=True, switched=True)
+    cycle.undo()
+    assert calls == [("weights", {"green": 100})]
+    assert cycle.routed == {"green": 100} and recorded == ["green"]
+    assert engine.containers[GREEN].running and ("remove", GREEN) not in engine.calls
