@@ -227,7 +227,9 @@ def _setup(dep: Any, boundary: str, version: int, timeout: float) -> tuple[list[
         return ["deploy"], model
     first = dep.run("deploy", timeout=timeout)
     if first.returncode != 0:
-        raise AssertionError(f"{boundary}: the deploy before the faulted {command} failed:\n{first.stderr[-1500:]}")
+        raise AssertionError(
+            f"{boundary}: the deploy before the faulted {command} failed:\n{first.stdout[-1500:]}{first.stderr[-1500:]}"
+        )
     if command == "rollback":
         return ["rollback"], f"acme/chat-v{version - 1}"  # the colour a rollback makes live again
     return [command], model
