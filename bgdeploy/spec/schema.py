@@ -10,6 +10,7 @@ import functools
 import json
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -39,14 +40,24 @@ def _drop_null_defaults(node: Any) -> None:
             _drop_null_defaults(value)
 
 
+def file_schema(model: type[BaseModel], schema_id: str) -> dict[str, Any]:
+    """The Draft 2020-12 schema of a file read into `model` (bluegreen.yaml, the host policy)."""
+    body = model.model_json_schema(schema_generator=_FileSchema, mode="validation")
+    _drop_null_defaults(body)
+    return {"$schema": DIALECT, "$id": schema_id, **body}
+
+
+def schema_json(schema: dict[str, Any]) -> str:
+    """A schema exactly as committed under schema/."""
+    return json.dumps(schema, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+
 @functools.lru_cache(maxsize=1)
 def spec_schema() -> dict[str, Any]:
     """The schema as a dict (cached: it is immutable once made)."""
-    body = Spec.model_json_schema(schema_generator=_FileSchema, mode="validation")
-    _drop_null_defaults(body)
-    return {"$schema": DIALECT, "$id": SCHEMA_ID, **body}
+    return file_schema(Spec, SCHEMA_ID)
 
 
 def schema_text() -> str:
     """The schema exactly as committed in schema/bluegreen.schema.json."""
-    return json.dumps(spec_schema(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    return schema_json(spec_schema())
