@@ -3,15 +3,18 @@ bgdeploy owning one include file; and an `nginx -t` failure that must leave the 
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Testbed, unavailable
+from tests.integration.conftest import REPO_ROOT, Testbed, unavailable
 from tests.integration.deployments import Deployment, Traffic, failed, ok, switched
 
 pytestmark = pytest.mark.integration
@@ -144,3 +147,58 @@ def test_host_nginx_over_ssh_with_sudo(testbed: Testbed, docker_client: Any, tmp
         assert traffic.failures == [], traffic.failures[:5]
     finally:
         dep.cleanup()
+
+
+def _served_again(dep: LocalDeployment, model: str, timeout: float = 150) -> float:
+    """Seconds until the router answers with `model` again (polled; no bgdeploy command runs meanwhile)."""
+    start = time.monotonic()
+    last = ""
+    while time.monotonic() - start < timeout:
+        try:
+            response = dep.chat(timeout=10)
+            if response.status_code == 200 and response.headers.get("x-model") == model:
+                return time.monotonic() - start
+            last = f"HTTP {response.status_code}"
+        except Exception as exc:  # connection refused while the colour restarts
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.5)
+    raise AssertionError(f"the router did not serve {model} again within {timeout:.0f} s (last: {last})")
+
+
+def _restart_dockerd() -> None:
+    """Stop the testbed's dockerd (SIGTERM: every container stops) and bring it back as scripts/test does."""
+    pid_file = Path(os.environ.get("BGDEPLOY_TESTBED_DIR", "/var/lib/bgdeploy-testbed")) / "dockerd.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        unavailable(f"dockerd was not started by the testbed ({pid_file} is missing); cannot restart it")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 90
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    subprocess.run(
+        [str(REPO_ROOT / "scripts" / "testbed"), "up", "--hosts", "3"], check=True, timeout=300, capture_output=True
+    )
+
+
+def test_host_mode_serves_again_after_the_live_container_and_dockerd_restart(local: LocalDeployment) -> None:
+    # Host mode publishes a fixed host port per colour, chosen at its first start and recorded in its labels:
+    # after the colour restarts, or dockerd does (which stops every container; unless-stopped starts them
+    # again), Docker binds the same port, so the host's nginx reaches the colour again with no bgdeploy run.
+    local.write("acme/chat-v1")
+    ok(local.run("deploy"))
+    live = [
+        c
+        for c in local.docker.containers.list()
+        if c.name in (f"bgdeploy-{local.name}-blue", f"bgdeploy-{local.name}-green")
+    ]
+    assert len(live) == 1, [c.name for c in live]
+    ports_before = live[0].attrs["HostConfig"]["PortBindings"]
+    live[0].restart(timeout=10)
+    _served_again(local, "acme/chat-v1")
+    _restart_dockerd()
+    _served_again(local, "acme/chat-v1")
+    live[0].reload()
+    assert live[0].attrs["HostConfig"]["PortBindings"] == ports_before
+    status = ok(local.run("status"))  # nothing for reconcile to repair: the include still names the right port
+    assert "ROUTER PROBLEM" not in status
