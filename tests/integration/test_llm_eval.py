@@ -10,9 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shlex
+import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -303,3 +306,93 @@ def test_a_prometheus_query_breach_rolls_a_canary_back(dep: Deployment, tmp_path
     looks = result(tmp_path / "v2.json")["prometheus"]
     assert looks[-1]["breached"] is True and looks[-1]["new"] > 2
     assert "#### Prometheus" in (tmp_path / "v2.md").read_text()
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def prometheus_url() -> str:
+    """The testbed's real Prometheus (scripts/testbed up starts it), which scrapes colours of prom* deployments."""
+    url = os.environ.get("BGDEPLOY_TESTBED_PROMETHEUS")
+    if not url:
+        result = subprocess.run(
+            [str(REPO_ROOT / "scripts" / "testbed"), "env"], capture_output=True, text=True, timeout=30, check=False
+        )
+        for line in result.stdout.splitlines():
+            words = shlex.split(line)
+            if len(words) == 2 and words[1].startswith("BGDEPLOY_TESTBED_PROMETHEUS="):
+                url = words[1].partition("=")[2]
+    problem = None if url else "scripts/testbed env names no BGDEPLOY_TESTBED_PROMETHEUS"
+    if url:
+        try:
+            httpx.get(f"{url}/-/ready", timeout=10).raise_for_status()
+        except httpx.HTTPError as exc:
+            problem = f"no Prometheus answers at {url} ({exc})"
+    if problem:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{problem} (CI=true: run scripts/testbed up first)", pytrace=False)
+        pytest.skip(f"{problem}; run: scripts/testbed up")
+    assert url is not None
+    return url
+
+
+def prometheus_series(url: str, query: str) -> list[dict[str, Any]]:
+    try:
+        response = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=10)
+        response.raise_for_status()
+    except httpx.HTTPError:
+        return []  # busy: the caller polls again
+    found: list[dict[str, Any]] = response.json()["data"]["result"]
+    return found
+
+
+def test_a_query_breach_on_a_real_prometheus_rolls_a_canary_back(
+    dep: Deployment, tmp_path: Path, prometheus_url: str
+) -> None:
+    # The testbed's Prometheus finds colours through docker and keeps those of deployments named prom*,
+    # labelled with the deployment and colour from bgdeploy's container labels.
+    dep.name = "prom" + uuid.uuid4().hex[:8]
+    dep.write("acme/chat-v1")
+    ok(dep.run("deploy"))
+    blue = f'vllm:num_requests_waiting{{colour="blue",deployment="{dep.name}"}}'
+    dep.wait_for(lambda: prometheus_series(prometheus_url, blue), 90, f"Prometheus to scrape {blue}")
+    labels = prometheus_series(prometheus_url, blue)[0]["metric"]
+    assert labels["container"] == f"bgdeploy-{dep.name}-blue", labels
+    dep.write(
+        "acme/chat-v2",
+        env={"FAKEVLLM_MAX_RUNNING": "1", "FAKEVLLM_LATENCY_MS": "300"},
+        validation={"compare_with_live": False},
+        rollout={
+            "strategy": "canary",
+            "steps": [{"weight": 50, "bake": "90s"}],
+            "analysis_interval": "1s",
+            "rollback_on": {"min_requests": 5},
+        },
+        analysis={
+            "prometheus": {
+                "url": prometheus_url,
+                "via": "runner",
+                "queries": [
+                    {
+                        "name": "queue",
+                        "query": 'max(vllm:num_requests_waiting{colour="{colour}",deployment="{name}"})',
+                        "max": 2,
+                        "for": "1s",
+                    }
+                ],
+            }
+        },
+    )
+    with Clients(dep.url, 8) as clients:
+        dep.wait_for(lambda: clients.sent >= 20, 30, "traffic to flow")
+        out = failed(dep.run("deploy", "--json", str(tmp_path / "v2.json"), "--report", str(tmp_path / "v2.md")))
+    assert "canary step 1 (50% to green): green breached analysis.prometheus" in out, out
+    assert "Prometheus query queue" in out
+    assert dep.serving_model() == "acme/chat-v1"
+    looks = result(tmp_path / "v2.json")["prometheus"]
+    assert looks[-1]["breached"] is True and looks[-1]["new"] > 2
+    assert "#### Prometheus" in (tmp_path / "v2.md").read_text()
+    # What Prometheus itself recorded: green queued past the limit.
+    green = f'max_over_time(vllm:num_requests_waiting{{colour="green",deployment="{dep.name}"}}[10m])'
+    assert float(prometheus_series(prometheus_url, green)[0]["value"][1]) > 2
